@@ -1,0 +1,102 @@
+// Package infra holds the one definition of the cloud resources the system needs: the
+// events table, the read-model table and the dead-letter queue. Tests, `make run` against
+// emulators and the LocalStack init hook create them from here; a test proves
+// template.yaml declares the same keys, indexes and stream view.
+package infra
+
+import (
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Default resource names (overridden by EVENTS_TABLE, READMODEL_TABLE, DLQ_NAME).
+const (
+	DefaultEventsTable    = "ecm-events"
+	DefaultReadModelTable = "ecm-readmodels"
+	DefaultDLQName        = "ecm-dead-letters"
+	DefaultDLQArchiveName = "ecm-dead-letters-archive"
+)
+
+// Attribute and index names of the events table.
+//
+// One item per event: pk = stream key ("Type#ID"), sk = version (a number). A snapshot of
+// version v is stored in the same partition at sk = v + 0.5, so it sorts just above the
+// event it covers and one reverse Query returns the newest snapshot and the events after
+// it. Snapshot items carry kind = "snapshot" and none of the index attributes, so the
+// sparse GSIs hold events only and the projector skips them.
+const (
+	AttrPK            = "pk"
+	AttrSK            = "sk"
+	AttrKind          = "kind" // "event" | "snapshot"
+	AttrEventType     = "eventType"
+	AttrAggregateType = "aggregateType"
+	AttrCorrelationID = "correlationId"
+	AttrTimeKey       = "tk" // timestamp (fixed-width RFC 3339, µs) + "#" + stream key + "#" + version: unique and time-ordered
+
+	IndexByType          = "byType"          // eventType, tk
+	IndexByAggregateType = "byAggregateType" // aggregateType, tk
+	IndexByCorrelation   = "byCorrelation"   // correlationId, tk
+
+	// Read-model table: pk = collection, sk = document key; the document is in "doc" with a
+	// revision "rev" for optimistic updates; "expiresAt" (epoch seconds) is the TTL
+	// attribute (idempotency records expire).
+	AttrDoc       = "doc"
+	AttrRev       = "rev"
+	AttrExpiresAt = "expiresAt"
+)
+
+// EventsTable is the events table definition.
+func EventsTable(name string) *dynamodb.CreateTableInput {
+	gsi := func(index, hash string) types.GlobalSecondaryIndex {
+		return types.GlobalSecondaryIndex{
+			IndexName: aws.String(index),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(AttrTimeKey), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}
+	}
+	return &dynamodb.CreateTableInput{
+		TableName:   aws.String(name),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeN},
+			{AttributeName: aws.String(AttrEventType), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrAggregateType), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrCorrelationID), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrTimeKey), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
+		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+			gsi(IndexByType, AttrEventType),
+			gsi(IndexByAggregateType, AttrAggregateType),
+			gsi(IndexByCorrelation, AttrCorrelationID),
+		},
+		StreamSpecification: &types.StreamSpecification{
+			StreamEnabled:  aws.Bool(true),
+			StreamViewType: types.StreamViewTypeNewImage,
+		},
+	}
+}
+
+// ReadModelTable is the read-model table definition.
+func ReadModelTable(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:   aws.String(name),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
+		},
+	}
+}
