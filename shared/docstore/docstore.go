@@ -43,3 +43,6 @@ type Store interface {
 // MaxUpdateWrites bounds how many documents one Update may write (DynamoDB transactions
 // take at most 100 items; the rest is headroom for guards and condition checks).
 const MaxUpdateWrites = 90
+
+// ErrTooManyWrites is returned when one Update writes more than MaxUpdateWrites documents.
+var ErrTooManyWrites = errors.New("docstore: too many writes in one update")

@@ -1,0 +1,292 @@
+// Package doctest is the conformance suite every document-store backend runs, unchanged:
+//
+//	doctest.Run(t, func(t *testing.T) docstore.Store { return newDocs(t) })
+//
+// Collections are named uniquely per test, so one database may serve every test.
+package doctest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+)
+
+// Constructor returns the store under test; it may return the same store every time.
+type Constructor func(t *testing.T) docstore.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, newStore Constructor) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, docstore.Store)
+	}{
+		{"PutGetDelete", testPutGetDelete},
+		{"ReadYourWrites", testReadYourWrites},
+		{"ErrorAborts", testErrorAborts},
+		{"ConcurrentIncrements", testConcurrentIncrements},
+		{"ConcurrentCreateOnce", testCreateOnce},
+		{"ListAndDeleteCollection", testListAndDeleteCollection},
+		{"ManyWrites", testManyWrites},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+var seq atomic.Int64
+
+func coll(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e12, seq.Add(1))
+}
+
+type doc struct {
+	N    int    `json:"n"`
+	Name string `json:"name,omitempty"`
+}
+
+func bg() context.Context { return context.Background() }
+
+func mustGet(t *testing.T, s docstore.Store, c, k string) (doc, bool) {
+	t.Helper()
+	var d doc
+	ok, err := s.Get(bg(), c, k, &d)
+	if err != nil {
+		t.Fatalf("get %s/%s: %v", c, k, err)
+	}
+	return d, ok
+}
+
+func testPutGetDelete(t *testing.T, s docstore.Store) {
+	c := coll("pgd")
+	if _, ok := mustGet(t, s, c, "a"); ok {
+		t.Fatal("missing document found")
+	}
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		if err := tx.Put(ctx, c, "a", doc{N: 1, Name: "ünï"}); err != nil {
+			return err
+		}
+		return tx.Put(ctx, c, "b:x.y_z-1", doc{N: 2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := mustGet(t, s, c, "a"); !ok || d.N != 1 || d.Name != "ünï" {
+		t.Fatalf("a = %+v, %v", d, ok)
+	}
+	if d, ok := mustGet(t, s, c, "b:x.y_z-1"); !ok || d.N != 2 {
+		t.Fatalf("b = %+v, %v", d, ok)
+	}
+	if _, ok := mustGet(t, s, coll("other"), "a"); ok {
+		t.Fatal("document visible in another collection")
+	}
+	err = s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Delete(ctx, c, "a") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mustGet(t, s, c, "a"); ok {
+		t.Fatal("deleted document still there")
+	}
+	// Deleting a missing document is not an error.
+	if err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Delete(ctx, c, "zzz") }); err != nil {
+		t.Fatalf("delete of a missing document: %v", err)
+	}
+}
+
+func testReadYourWrites(t *testing.T, s docstore.Store) {
+	c := coll("ryw")
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		if err := tx.Put(ctx, c, "k", doc{N: 7}); err != nil {
+			return err
+		}
+		var d doc
+		if ok, err := tx.Get(ctx, c, "k", &d); err != nil || !ok || d.N != 7 {
+			return fmt.Errorf("own write not visible: %+v %v %v", d, ok, err)
+		}
+		if err := tx.Delete(ctx, c, "k"); err != nil {
+			return err
+		}
+		if ok, err := tx.Get(ctx, c, "k", &d); err != nil || ok {
+			return fmt.Errorf("own delete not visible: %v %v", ok, err)
+		}
+		return tx.Put(ctx, c, "k", doc{N: 8})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := mustGet(t, s, c, "k"); d.N != 8 {
+		t.Fatalf("k = %+v, want 8", d)
+	}
+}
+
+func testErrorAborts(t *testing.T, s docstore.Store) {
+	c := coll("abort")
+	boom := errors.New("boom")
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		if err := tx.Put(ctx, c, "x", doc{N: 1}); err != nil {
+			return err
+		}
+		return fmt.Errorf("wrapped: %w", boom)
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the callback's error", err)
+	}
+	if _, ok := mustGet(t, s, c, "x"); ok {
+		t.Fatal("aborted transaction left a write behind")
+	}
+}
+
+// Two documents updated together by racing transactions: no lost update, and the pair
+// always moves together (atomicity and isolation).
+func testConcurrentIncrements(t *testing.T, s docstore.Store) {
+	c := coll("inc")
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+					var a, b doc
+					if _, err := tx.Get(ctx, c, "a", &a); err != nil {
+						return err
+					}
+					if _, err := tx.Get(ctx, c, "b", &b); err != nil {
+						return err
+					}
+					if a.N != b.N {
+						return fmt.Errorf("torn read: a=%d b=%d", a.N, b.N)
+					}
+					if err := tx.Put(ctx, c, "a", doc{N: a.N + 1}); err != nil {
+						return err
+					}
+					return tx.Put(ctx, c, "b", doc{N: b.N + 1})
+				})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("update: %v", err)
+	}
+	a, _ := mustGet(t, s, c, "a")
+	b, _ := mustGet(t, s, c, "b")
+	if a.N != workers*each || b.N != workers*each {
+		t.Fatalf("a=%d b=%d, want %d each (lost update)", a.N, b.N, workers*each)
+	}
+}
+
+// Create-if-absent under contention: exactly one transaction sees the document missing
+// (how idempotency keys and parking claim a slot).
+func testCreateOnce(t *testing.T, s docstore.Store) {
+	c := coll("once")
+	const n = 16
+	var created atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine bool
+			err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+				mine = false
+				var d doc
+				ok, err := tx.Get(ctx, c, "slot", &d)
+				if err != nil || ok {
+					return err
+				}
+				mine = true
+				return tx.Put(ctx, c, "slot", doc{N: i})
+			})
+			if err != nil {
+				t.Errorf("update: %v", err)
+			}
+			if mine {
+				created.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Fatalf("%d transactions created the slot, want 1", created.Load())
+	}
+}
+
+func testListAndDeleteCollection(t *testing.T, s docstore.Store) {
+	c, other := coll("list"), coll("keep")
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		for i, k := range []string{"b", "a", "c"} {
+			if err := tx.Put(ctx, c, k, doc{N: i}); err != nil {
+				return err
+			}
+		}
+		return tx.Put(ctx, other, "a", doc{N: 9})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	err = s.List(bg(), c, func(k string, raw json.RawMessage) error {
+		var d doc
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		keys = append(keys, k)
+		return nil
+	})
+	if err != nil || fmt.Sprint(keys) != "[a b c]" {
+		t.Fatalf("list = %v, %v; want [a b c]", keys, err)
+	}
+	if err := s.DeleteCollection(bg(), c); err != nil {
+		t.Fatal(err)
+	}
+	keys = nil
+	_ = s.List(bg(), c, func(k string, _ json.RawMessage) error { keys = append(keys, k); return nil })
+	if len(keys) != 0 {
+		t.Fatalf("collection not emptied: %v", keys)
+	}
+	if _, ok := mustGet(t, s, other, "a"); !ok {
+		t.Fatal("DeleteCollection removed another collection's document")
+	}
+}
+
+func testManyWrites(t *testing.T, s docstore.Store) {
+	c := coll("many")
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		for i := range docstore.MaxUpdateWrites {
+			if err := tx.Put(ctx, c, fmt.Sprint(i), doc{N: i}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%d writes in one update: %v", docstore.MaxUpdateWrites, err)
+	}
+	err = s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		for i := range docstore.MaxUpdateWrites + 1 {
+			if err := tx.Put(ctx, c, fmt.Sprint(i), doc{N: -1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, docstore.ErrTooManyWrites) {
+		t.Fatalf("%d writes: err = %v, want ErrTooManyWrites", docstore.MaxUpdateWrites+1, err)
+	}
+	if d, _ := mustGet(t, s, c, "0"); d.N != 0 {
+		t.Fatal("rejected update wrote something")
+	}
+}

@@ -1,0 +1,121 @@
+package memstore
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"sync"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+)
+
+// Docs is an in-memory document store. Update holds one lock, so transactions are
+// serial and never conflict.
+type Docs struct {
+	mu   sync.Mutex
+	data map[string]map[string]json.RawMessage
+}
+
+var _ docstore.Store = (*Docs)(nil)
+
+// NewDocs returns an empty document store.
+func NewDocs() *Docs { return &Docs{data: map[string]map[string]json.RawMessage{}} }
+
+type memTx struct {
+	d      *Docs
+	writes map[[2]string]json.RawMessage // nil value = delete
+	n      int
+}
+
+func (t *memTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	raw, ok := t.writes[[2]string{coll, key}]
+	if !ok {
+		raw, ok = t.d.data[coll][key]
+	}
+	if !ok || raw == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, dst)
+}
+
+func (t *memTx) Put(_ context.Context, coll, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return t.write(coll, key, raw)
+}
+
+func (t *memTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
+
+func (t *memTx) write(coll, key string, raw json.RawMessage) error {
+	k := [2]string{coll, key}
+	if _, ok := t.writes[k]; !ok {
+		t.n++
+		if t.n > docstore.MaxUpdateWrites {
+			return docstore.ErrTooManyWrites
+		}
+	}
+	t.writes[k] = raw
+	return nil
+}
+
+func (d *Docs) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tx := &memTx{d: d, writes: map[[2]string]json.RawMessage{}}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	for k, raw := range tx.writes {
+		if raw == nil {
+			delete(d.data[k[0]], k[1])
+			continue
+		}
+		if d.data[k[0]] == nil {
+			d.data[k[0]] = map[string]json.RawMessage{}
+		}
+		d.data[k[0]][k[1]] = raw
+	}
+	return nil
+}
+
+func (d *Docs) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	d.mu.Lock()
+	raw, ok := d.data[coll][key]
+	d.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, dst)
+}
+
+func (d *Docs) List(_ context.Context, coll string, fn func(string, json.RawMessage) error) error {
+	d.mu.Lock()
+	keys := make([]string, 0, len(d.data[coll]))
+	for k := range d.data[coll] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	vals := make([]json.RawMessage, len(keys))
+	for i, k := range keys {
+		vals[i] = d.data[coll][k]
+	}
+	d.mu.Unlock()
+	for i, k := range keys {
+		if err := fn(k, vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Docs) DeleteCollection(_ context.Context, coll string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.data, coll)
+	return nil
+}

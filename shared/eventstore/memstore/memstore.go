@@ -1,0 +1,220 @@
+// Package memstore is the in-memory backend: the event store, its global feed, snapshots
+// and a document store. It is for unit tests and demos; nothing survives the process.
+package memstore
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// Store is an in-memory event store with a global position. Safe for concurrent use.
+type Store struct {
+	mu        sync.RWMutex
+	streams   map[string][]event.Event // stream key → events (index = version-1)
+	log       []event.Event            // global order; position = index+1
+	snapshots map[string][]eventstore.Snapshot
+	now       func() time.Time
+}
+
+var (
+	_ eventstore.Backend = (*Store)(nil)
+	_ eventstore.Feed    = (*Store)(nil)
+)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		streams:   map[string][]event.Event{},
+		snapshots: map[string][]eventstore.Snapshot{},
+		now:       event.Now,
+	}
+}
+
+func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if expected < eventstore.Any {
+		return nil, eventstore.Invalid("expected version %d is neither a version nor a sentinel", expected)
+	}
+	if err := eventstore.CheckAppend(st, events); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := st.Key()
+	cur := s.streams[key]
+	current := int64(len(cur))
+	if expected != eventstore.Any && expected != current {
+		// A retry of an append that already landed at exactly that position succeeds.
+		if expected >= 0 && expected < current && expected+int64(len(events)) <= current &&
+			eventstore.SameEvents(cur[expected:expected+int64(len(events))], events) {
+			return clone(cur[expected : expected+int64(len(events))]), nil
+		}
+		return nil, &eventstore.ConflictError{Stream: st, Expected: expected, Current: current}
+	}
+	if expected == eventstore.Any && current >= int64(len(events)) &&
+		eventstore.SameEvents(cur[current-int64(len(events)):], events) {
+		return clone(cur[current-int64(len(events)):]), nil
+	}
+	out, err := eventstore.Prepare(st, current, events, s.now())
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Position = uint64(len(s.log)) + 1
+		s.log = append(s.log, out[i])
+		cur = append(cur, out[i])
+	}
+	s.streams[key] = cur
+	return clone(out), nil
+}
+
+func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return selectRange(s.streams[st.Key()], r), nil
+}
+
+func selectRange(evs []event.Event, r eventstore.Range) []event.Event {
+	var out []event.Event
+	for _, e := range evs {
+		if e.Version < r.From || (r.To > 0 && e.Version > r.To) {
+			continue
+		}
+		if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
+			break
+		}
+		out = append(out, e)
+	}
+	return clone(out)
+}
+
+type cursor struct {
+	After uint64 `json:"after"`
+}
+
+func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.Page{}, err
+	}
+	var c cursor
+	if f.Cursor != "" {
+		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
+			return eventstore.Page{}, err
+		}
+	}
+	limit := eventstore.PageSize(f.Limit)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	page := eventstore.Page{Events: []event.Event{}}
+	for _, e := range s.log[min(c.After, uint64(len(s.log))):] {
+		if !Matches(f, e) {
+			continue
+		}
+		if len(page.Events) == limit {
+			page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
+			break
+		}
+		page.Events = append(page.Events, e)
+	}
+	page.Events = clone(page.Events)
+	return page, nil
+}
+
+// Matches reports whether e passes the filter (the cursor and limit aside).
+func Matches(f eventstore.Filter, e event.Event) bool {
+	return (f.EventType == "" || e.EventType == f.EventType) &&
+		(f.AggregateType == "" || e.AggregateType == f.AggregateType) &&
+		(f.CorrelationID == "" || e.Metadata.CorrelationID == f.CorrelationID) &&
+		(f.Since.IsZero() || !e.Timestamp.Before(f.Since)) &&
+		(f.Until.IsZero() || !e.Timestamp.After(f.Until))
+}
+
+func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if after >= uint64(len(s.log)) {
+		return nil, nil
+	}
+	end := min(uint64(len(s.log)), after+uint64(eventstore.PageSize(limit)))
+	return clone(s.log[after:end]), nil
+}
+
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return uint64(len(s.log)), nil
+}
+
+func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := snap.Stream.Key()
+	list := s.snapshots[key]
+	i := sort.Search(len(list), func(i int) bool { return list[i].Version >= snap.Version })
+	snap.State = append([]byte(nil), snap.State...)
+	if i < len(list) && list[i].Version == snap.Version {
+		list[i] = snap
+	} else {
+		list = append(list, eventstore.Snapshot{})
+		copy(list[i+1:], list[i:])
+		list[i] = snap
+	}
+	s.snapshots[key] = list
+	return nil
+}
+
+func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
+	s.mu.RLock()
+	snap := PickSnapshot(s.snapshots[st.Key()], r)
+	s.mu.RUnlock()
+	return eventstore.LoadSnapshotThenEvents(ctx, s, snap, st, r)
+}
+
+// PickSnapshot returns the newest snapshot of a version-ordered list within r, or nil.
+func PickSnapshot(list []eventstore.Snapshot, r eventstore.Range) *eventstore.Snapshot {
+	for i := len(list) - 1; i >= 0; i-- {
+		sn := list[i]
+		if (r.To > 0 && sn.Version > r.To) || (!r.Until.IsZero() && sn.Timestamp.After(r.Until)) {
+			continue
+		}
+		sn.State = append([]byte(nil), sn.State...)
+		return &sn
+	}
+	return nil
+}
+
+func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := st.Key()
+	var keep []eventstore.Snapshot
+	for _, sn := range s.snapshots[key] {
+		if sn.Version >= below {
+			keep = append(keep, sn)
+		}
+	}
+	s.snapshots[key] = keep
+	return nil
+}
+
+func clone(evs []event.Event) []event.Event {
+	if evs == nil {
+		return nil
+	}
+	out := make([]event.Event, len(evs))
+	copy(out, evs)
+	return out
+}
