@@ -1,0 +1,303 @@
+// Package aggregate loads event-sourced aggregates (latest snapshot + later events),
+// runs commands against them, and appends the resulting events with optimistic
+// concurrency: without a client-given expected version a conflict reloads and retries, so
+// concurrent commands never lose updates; with one, the conflict goes back to the client.
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// Definition describes an aggregate type as pure functions over its state S. S must
+// round-trip through JSON when snapshots are enabled.
+type Definition[S any] struct {
+	Type string
+	// New returns the state before the first event.
+	New func(id string) S
+	// Apply evolves the state by one event. It should ignore event types it does not know
+	// (forward compatibility) and fail only on events it cannot decode.
+	Apply func(S, event.Event) (S, error)
+	// SnapshotVersion is the format of S in snapshots: bump it when S changes shape, and
+	// old snapshots are ignored. 0 disables snapshots for this type.
+	SnapshotVersion int
+}
+
+// Command decides which events a command produces from the current state. It returns
+// rule violations as errors (see Rule) and no events for a no-op.
+type Command[S any] func(state S, version int64) ([]event.Event, error)
+
+// Loaded is an aggregate's state at Version. Last is the last event applied (nil for a
+// stream that does not exist).
+type Loaded[S any] struct {
+	ID      string
+	State   S
+	Version int64
+	Last    *event.Event
+}
+
+// Exists reports whether the stream has any event.
+func (l Loaded[S]) Exists() bool { return l.Version > 0 }
+
+// Result is the outcome of Execute: the new state and the events the command appended
+// (none for a no-op, or the originally appended events for a recognised retry).
+type Result[S any] struct {
+	Loaded[S]
+	Events []event.Event
+}
+
+// Options tune one Execute call.
+type Options struct {
+	// ExpectedVersion, when set, is the version the client saw (If-Match / x-ecm-version):
+	// a mismatch is returned as a conflict instead of retried.
+	ExpectedVersion *int64
+	// Metadata is stamped on every event the command produces (actor, correlation…).
+	Metadata event.Metadata
+	// IdempotencySeed derives the event ids from a client idempotency key, so a retried
+	// command is recognised by the store (same ids at the same position) or by the
+	// repository (the ids already in the stream) and appends nothing.
+	IdempotencySeed string
+}
+
+// Config holds repository settings shared by all aggregate types.
+type Config struct {
+	// SnapshotEvery takes a snapshot whenever a command crosses a multiple of this many
+	// events; 0 disables snapshots.
+	SnapshotEvery int
+	// KeepSnapshots is how many snapshot intervals of history to keep (older snapshots are
+	// garbage-collected); at least 1.
+	KeepSnapshots int
+	// MaxRetries bounds the reload-and-retry loop on conflicts.
+	MaxRetries int
+	Registry   *event.Registry
+	Logger     *slog.Logger
+	// OnSnapshot, when set, is told of each snapshot written (metrics).
+	OnSnapshot func()
+}
+
+// DefaultConfig is what the system runs with unless configured otherwise.
+func DefaultConfig() Config {
+	return Config{SnapshotEvery: 50, KeepSnapshots: 2, MaxRetries: 8, Logger: slog.Default()}
+}
+
+// Repository loads and changes aggregates of one type.
+type Repository[S any] struct {
+	def   Definition[S]
+	store eventstore.Backend
+	cfg   Config
+}
+
+// NewRepository returns a repository for def over store.
+func NewRepository[S any](store eventstore.Backend, def Definition[S], cfg Config) *Repository[S] {
+	if cfg.KeepSnapshots < 1 {
+		cfg.KeepSnapshots = 1
+	}
+	if cfg.MaxRetries < 1 {
+		cfg.MaxRetries = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Repository[S]{def: def, store: store, cfg: cfg}
+}
+
+// Type returns the aggregate type name.
+func (r *Repository[S]) Type() string { return r.def.Type }
+
+func (r *Repository[S]) stream(id string) eventstore.Stream {
+	return eventstore.Stream{Type: r.def.Type, ID: id}
+}
+
+// Load returns the aggregate's current state.
+func (r *Repository[S]) Load(ctx context.Context, id string) (Loaded[S], error) {
+	l, _, err := r.load(ctx, id, eventstore.Range{})
+	return l, err
+}
+
+// LoadAsOf returns the state as of an instant: the newest snapshot at or before it plus
+// the events up to it, so a historical read does not replay the whole stream.
+func (r *Repository[S]) LoadAsOf(ctx context.Context, id string, at time.Time) (Loaded[S], error) {
+	l, _, err := r.load(ctx, id, eventstore.Range{Until: at})
+	return l, err
+}
+
+// LoadVersion returns the state at a version.
+func (r *Repository[S]) LoadVersion(ctx context.Context, id string, v int64) (Loaded[S], error) {
+	l, _, err := r.load(ctx, id, eventstore.Range{To: v})
+	return l, err
+}
+
+// load also returns the events applied on top of the snapshot (the retry check uses them).
+func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range) (Loaded[S], []event.Event, error) {
+	st := r.stream(id)
+	l := Loaded[S]{ID: id, State: r.def.New(id)}
+	var events []event.Event
+	var snap *eventstore.Snapshot
+	var err error
+	if r.def.SnapshotVersion > 0 {
+		snap, events, err = r.store.LoadFromSnapshot(ctx, st, rg)
+		if err != nil {
+			return l, nil, fmt.Errorf("load %s: %w", st, err)
+		}
+		if snap != nil && snap.StateVersion == r.def.SnapshotVersion {
+			if err := json.Unmarshal(snap.State, &l.State); err != nil {
+				r.cfg.Logger.Warn("ignoring undecodable snapshot", "stream", st.Key(), "version", snap.Version, "err", err)
+				snap = nil
+			}
+		} else {
+			snap = nil
+		}
+	}
+	if snap == nil {
+		l.State = r.def.New(id)
+		events, err = r.store.Load(ctx, st, rg)
+		if err != nil {
+			return l, nil, fmt.Errorf("load %s: %w", st, err)
+		}
+	} else {
+		l.Version = snap.Version
+	}
+	if err := r.applyAll(&l, events); err != nil {
+		return l, nil, err
+	}
+	return l, events, nil
+}
+
+func (r *Repository[S]) applyAll(l *Loaded[S], events []event.Event) error {
+	for i := range events {
+		e := events[i]
+		if e.Version != l.Version+1 {
+			return fmt.Errorf("aggregate %s/%s: event version %d after %d", r.def.Type, l.ID, e.Version, l.Version)
+		}
+		s, err := r.def.Apply(l.State, e)
+		if err != nil {
+			return fmt.Errorf("aggregate %s/%s: apply %s v%d: %w", r.def.Type, l.ID, e.EventType, e.Version, err)
+		}
+		l.State, l.Version, l.Last = s, e.Version, &e
+	}
+	return nil
+}
+
+// Execute loads the aggregate, runs cmd and appends its events.
+func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], opts Options) (Result[S], error) {
+	st := r.stream(id)
+	for attempt := 0; ; attempt++ {
+		loaded, tail, err := r.load(ctx, id, eventstore.Range{})
+		if err != nil {
+			return Result[S]{}, err
+		}
+		if opts.IdempotencySeed != "" {
+			if res, ok := r.alreadyApplied(ctx, id, tail, opts.IdempotencySeed); ok {
+				return res, nil
+			}
+		}
+		if opts.ExpectedVersion != nil && *opts.ExpectedVersion != loaded.Version {
+			return Result[S]{Loaded: loaded}, &eventstore.ConflictError{Stream: st, Expected: *opts.ExpectedVersion, Current: loaded.Version}
+		}
+		drafts, err := cmd(loaded.State, loaded.Version)
+		if err != nil {
+			return Result[S]{Loaded: loaded}, err
+		}
+		if len(drafts) == 0 {
+			return Result[S]{Loaded: loaded}, nil
+		}
+		for i := range drafts {
+			r.stamp(&drafts[i], i, opts)
+		}
+		stored, err := r.store.Append(ctx, st, loaded.Version, drafts)
+		var ce *eventstore.ConflictError
+		if errors.As(err, &ce) && opts.ExpectedVersion == nil && attempt+1 < r.cfg.MaxRetries {
+			// Someone else appended since we loaded: decide again on the new state.
+			sleep(ctx, attempt)
+			continue
+		}
+		if err != nil {
+			return Result[S]{Loaded: loaded}, err
+		}
+		before := loaded.Version
+		if err := r.applyAll(&loaded, stored); err != nil {
+			return Result[S]{}, err
+		}
+		r.maybeSnapshot(ctx, st, before, loaded)
+		return Result[S]{Loaded: loaded, Events: stored}, nil
+	}
+}
+
+// alreadyApplied recognises a retried command whose events are already in the stream
+// (the first attempt appended, then its response was lost): the result is the state right
+// after those events.
+func (r *Repository[S]) alreadyApplied(ctx context.Context, id string, tail []event.Event, seed string) (Result[S], bool) {
+	first := event.DerivedID(seed, 0)
+	for i, e := range tail {
+		if e.EventID != first {
+			continue
+		}
+		n := 1
+		for n < len(tail)-i && tail[i+n].EventID == event.DerivedID(seed, n) {
+			n++
+		}
+		l, err := r.LoadVersion(ctx, id, e.Version+int64(n)-1)
+		if err != nil {
+			return Result[S]{}, false
+		}
+		return Result[S]{Loaded: l, Events: tail[i : i+n]}, true
+	}
+	return Result[S]{}, false
+}
+
+func (r *Repository[S]) stamp(e *event.Event, i int, opts Options) {
+	md := opts.Metadata
+	if e.Metadata.CausationID != "" {
+		md.CausationID = e.Metadata.CausationID
+	}
+	e.Metadata = md
+	if e.EventID == "" && opts.IdempotencySeed != "" {
+		e.EventID = event.DerivedID(opts.IdempotencySeed, i)
+	}
+	if r.cfg.Registry != nil && e.SchemaVersion <= 1 {
+		e.SchemaVersion = r.cfg.Registry.CurrentSchema(e.EventType)
+	}
+}
+
+func (r *Repository[S]) maybeSnapshot(ctx context.Context, st eventstore.Stream, before int64, l Loaded[S]) {
+	n := int64(r.cfg.SnapshotEvery)
+	if n <= 0 || r.def.SnapshotVersion == 0 || before/n == l.Version/n {
+		return
+	}
+	state, err := json.Marshal(l.State)
+	if err != nil {
+		r.cfg.Logger.Warn("snapshot not encodable", "stream", st.Key(), "err", err)
+		return
+	}
+	// A snapshot is an optimisation: failing to write one is logged, never returned.
+	snap := eventstore.Snapshot{Stream: st, Version: l.Version, StateVersion: r.def.SnapshotVersion, Timestamp: l.Last.Timestamp, State: state}
+	if err := r.store.SaveSnapshot(ctx, snap); err != nil {
+		r.cfg.Logger.Warn("snapshot not saved", "stream", st.Key(), "version", l.Version, "err", err)
+		return
+	}
+	if r.cfg.OnSnapshot != nil {
+		r.cfg.OnSnapshot()
+	}
+	if below := l.Version - int64(r.cfg.KeepSnapshots-1)*n; below > 0 {
+		if err := r.store.DeleteSnapshots(ctx, st, below); err != nil {
+			r.cfg.Logger.Warn("old snapshots not deleted", "stream", st.Key(), "err", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, attempt int) {
+	d := time.Duration(1<<min(attempt, 6)) * time.Millisecond
+	d += time.Duration(rand.Int64N(int64(d)))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,319 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// Engine applies events to projections, parks failures, catches up, redrives and
+// rebuilds. It is safe for concurrent use.
+type Engine struct {
+	Store    eventstore.Store // read side: catch-up, redrive and rebuild load from here
+	Docs     docstore.Store
+	Registry *event.Registry // unknown event types are parked
+	Sink     Sink            // optional
+	Logger   *slog.Logger
+	// Attempts is how many times a failing event is tried before it is parked.
+	Attempts int
+	// OnParked is told of every newly parked event (metrics).
+	OnParked func(DeadLetter)
+
+	projections []Projection
+	byName      map[string]Projection
+	// locks pause live delivery to a projection while it is rebuilt in this process.
+	locks map[string]*sync.RWMutex
+}
+
+// NewEngine returns an engine for the given projections.
+func NewEngine(store eventstore.Store, docs docstore.Store, reg *event.Registry, projections ...Projection) *Engine {
+	e := &Engine{Store: store, Docs: docs, Registry: reg, Logger: slog.Default(), Attempts: 3,
+		byName: map[string]Projection{}, locks: map[string]*sync.RWMutex{}}
+	for _, p := range projections {
+		e.projections = append(e.projections, p)
+		e.byName[p.Name()] = p
+		e.locks[p.Name()] = &sync.RWMutex{}
+	}
+	return e
+}
+
+// Projections returns the registered projections.
+func (en *Engine) Projections() []Projection { return slices.Clone(en.projections) }
+
+// Lookup returns a projection by name.
+func (en *Engine) Lookup(name string) (Projection, error) {
+	p, ok := en.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProjection, name)
+	}
+	return p, nil
+}
+
+func follows(p Projection, aggregateType string) bool {
+	return slices.Contains(p.AggregateTypes(), aggregateType)
+}
+
+// Handle delivers one event to every projection. It returns an error only for transient
+// failures that the caller should retry (the event was not parked); persistent failures
+// are parked and reported as the Parked outcome.
+func (en *Engine) Handle(ctx context.Context, e event.Event) (map[string]Outcome, error) {
+	out := map[string]Outcome{}
+	var errs []error
+	for _, p := range en.projections {
+		o, err := en.Deliver(ctx, p, e)
+		out[p.Name()] = o
+		if err != nil {
+			errs = append(errs, fmt.Errorf("projection %s: %w", p.Name(), err))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Deliver delivers one event to one projection: apply, fill a gap from the store, or
+// park after Attempts failures. A transient error is returned for the caller to retry.
+func (en *Engine) Deliver(ctx context.Context, p Projection, e event.Event) (Outcome, error) {
+	if !follows(p, e.AggregateType) {
+		return Ignored, nil
+	}
+	lock := en.locks[p.Name()]
+	lock.RLock()
+	defer lock.RUnlock()
+	var lastErr error
+	for attempt := 0; attempt < max(1, en.Attempts); attempt++ {
+		o, err := en.deliver(ctx, p, e)
+		if err == nil {
+			return o, nil
+		}
+		if IsTransient(err) {
+			return o, err
+		}
+		lastErr = err
+		if attempt+1 < en.Attempts {
+			backoff(ctx, attempt)
+		}
+	}
+	if err := en.park(ctx, p, e, lastErr); err != nil {
+		return Blocked, err
+	}
+	return Parked, nil
+}
+
+func (en *Engine) deliver(ctx context.Context, p Projection, e event.Event) (Outcome, error) {
+	e, err := en.normalise(e)
+	if err != nil {
+		return Applied, err
+	}
+	o, err := en.applyBatch(ctx, p, []event.Event{e}, false)
+	if err != nil || o != Gap {
+		if o == Blocked && err == nil {
+			en.renotify(ctx, p, e)
+		}
+		return o, err
+	}
+	// An earlier version never reached us (or was dropped): fill in from the store.
+	if err := en.CatchUp(ctx, p, eventstore.StreamOf(e)); err != nil {
+		return Gap, err
+	}
+	return Gap, nil
+}
+
+func (en *Engine) normalise(e event.Event) (event.Event, error) {
+	if en.Registry == nil {
+		return e, nil
+	}
+	e, err := en.Registry.Upcast(e)
+	if err != nil {
+		return e, err
+	}
+	return e, en.Registry.Check(e)
+}
+
+// applyBatch applies consecutive events of one stream in one transaction. It stops at
+// the first event that is not the guard's next version and reports why.
+func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving bool) (Outcome, error) {
+	var outcome Outcome
+	st := eventstore.StreamOf(events[0])
+	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		outcome = Applied
+		if !redriving {
+			var dl DeadLetter
+			parked, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl)
+			if err != nil {
+				return err
+			}
+			if parked {
+				outcome = Blocked
+				return nil
+			}
+		}
+		var g guard
+		if _, err := tx.Get(ctx, guardCollection(p.Name()), st.Key(), &g); err != nil {
+			return err
+		}
+		applied := 0
+		for _, e := range events {
+			switch {
+			case e.Version <= g.Version:
+				continue
+			case e.Version > g.Version+1:
+				if applied == 0 {
+					outcome = Gap
+				}
+				return en.putGuard(ctx, tx, p, st, g, applied)
+			}
+			if err := p.Apply(ctx, tx, e); err != nil {
+				return &applyError{event: e, err: err}
+			}
+			g.Version = e.Version
+			applied++
+		}
+		if applied == 0 {
+			outcome = Duplicate
+		}
+		return en.putGuard(ctx, tx, p, st, g, applied)
+	})
+	return outcome, err
+}
+
+func (en *Engine) putGuard(ctx context.Context, tx docstore.Tx, p Projection, st eventstore.Stream, g guard, applied int) error {
+	if applied == 0 {
+		return nil
+	}
+	return tx.Put(ctx, guardCollection(p.Name()), st.Key(), g)
+}
+
+// applyError names the event a projection failed on.
+type applyError struct {
+	event event.Event
+	err   error
+}
+
+func (e *applyError) Error() string {
+	return fmt.Sprintf("%s v%d of %s: %v", e.event.EventType, e.event.Version, eventstore.StreamOf(e.event), e.err)
+}
+func (e *applyError) Unwrap() error { return e.err }
+
+// Guard returns the last version of a stream the projection applied.
+func (en *Engine) Guard(ctx context.Context, projection string, st eventstore.Stream) (int64, error) {
+	var g guard
+	_, err := en.Docs.Get(ctx, guardCollection(projection), st.Key(), &g)
+	return g.Version, err
+}
+
+// CatchUp applies every event of the stream after the projection's guard, in order,
+// loading them from the event store.
+func (en *Engine) CatchUp(ctx context.Context, p Projection, st eventstore.Stream) error {
+	return en.catchUp(ctx, p, st, false)
+}
+
+const catchUpChunk = 10
+
+func (en *Engine) catchUp(ctx context.Context, p Projection, st eventstore.Stream, redriving bool) error {
+	from, err := en.Guard(ctx, p.Name(), st)
+	if err != nil {
+		return err
+	}
+	events, err := en.Store.Load(ctx, st, eventstore.Range{From: from + 1})
+	if err != nil {
+		return err
+	}
+	for i := range events {
+		if events[i], err = en.normalise(events[i]); err != nil {
+			return &applyError{event: events[i], err: err}
+		}
+	}
+	for len(events) > 0 {
+		n := min(catchUpChunk, len(events))
+		o, err := en.applyBatch(ctx, p, events[:n], redriving)
+		if err != nil {
+			return err
+		}
+		if o == Blocked {
+			return nil // parked meanwhile: redrive will continue from here
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+// park records the dead letter (first one per aggregate wins: later events wait behind
+// it) and tells the sink.
+func (en *Engine) park(ctx context.Context, p Projection, e event.Event, cause error) error {
+	var ae *applyError
+	if errors.As(cause, &ae) {
+		e = ae.event // the event that really failed (during a catch-up, an earlier one)
+	}
+	var dl DeadLetter
+	fresh := false
+	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		exists, err := tx.Get(ctx, parkedCollection(p.Name()), eventstore.StreamOf(e).Key(), &dl)
+		if err != nil || exists {
+			return err
+		}
+		fresh = true
+		dl = DeadLetter{Projection: p.Name(), AggregateType: e.AggregateType, AggregateID: e.AggregateID,
+			Version: e.Version, EventID: e.EventID, EventType: e.EventType, Error: cause.Error(),
+			ParkedAt: time.Now().UTC(), Attempts: max(1, en.Attempts), Event: e}
+		return tx.Put(ctx, parkedCollection(p.Name()), eventstore.StreamOf(e).Key(), dl)
+	})
+	if err != nil {
+		return fmt.Errorf("park %s v%d: %w", eventstore.StreamOf(e), e.Version, err)
+	}
+	if fresh {
+		en.Logger.Error("event parked", "projection", p.Name(), "stream", eventstore.StreamOf(e).Key(),
+			"version", e.Version, "eventId", e.EventID, "err", cause)
+		if en.OnParked != nil {
+			en.OnParked(dl)
+		}
+		return en.notify(ctx, p, dl)
+	}
+	return nil
+}
+
+// notify sends a dead letter to the sink once; a failed send is retried when the next
+// delivery of that event finds it blocked.
+func (en *Engine) notify(ctx context.Context, p Projection, dl DeadLetter) error {
+	if en.Sink == nil || dl.Notified {
+		return nil
+	}
+	if err := en.Sink.Send(ctx, dl); err != nil {
+		return fmt.Errorf("dead-letter sink: %w", err)
+	}
+	return en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		var cur DeadLetter
+		ok, err := tx.Get(ctx, parkedCollection(p.Name()), dl.Stream().Key(), &cur)
+		if err != nil || !ok || cur.EventID != dl.EventID {
+			return err
+		}
+		cur.Notified = true
+		return tx.Put(ctx, parkedCollection(p.Name()), dl.Stream().Key(), cur)
+	})
+}
+
+func (en *Engine) renotify(ctx context.Context, p Projection, e event.Event) {
+	if en.Sink == nil {
+		return
+	}
+	var dl DeadLetter
+	ok, err := en.Docs.Get(ctx, parkedCollection(p.Name()), eventstore.StreamOf(e).Key(), &dl)
+	if err == nil && ok && dl.EventID == e.EventID && !dl.Notified {
+		if err := en.notify(ctx, p, dl); err != nil {
+			en.Logger.Warn("dead letter still not sent", "projection", p.Name(), "err", err)
+		}
+	}
+}
+
+func backoff(ctx context.Context, attempt int) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(10<<min(attempt, 6)) * time.Millisecond):
+	}
+}

@@ -1,0 +1,230 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// DeadLetters lists every parked event of every projection.
+func (en *Engine) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	out := []DeadLetter{}
+	for _, p := range en.projections {
+		err := en.Docs.List(ctx, parkedCollection(p.Name()), func(_ string, raw json.RawMessage) error {
+			d, err := decodeDeadLetter(raw)
+			if err == nil {
+				out = append(out, d)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// RedriveResult summarises a redrive.
+type RedriveResult struct {
+	Redriven  int          `json:"redriven"`
+	Remaining []DeadLetter `json:"remaining"`
+}
+
+// Redrive re-applies every parked aggregate in order, from the parked event on, loading
+// the events from the store. A dead letter whose aggregate now applies cleanly is
+// removed; one that fails again stays parked with the new error. Running it twice changes
+// nothing.
+func (en *Engine) Redrive(ctx context.Context) (RedriveResult, error) {
+	res := RedriveResult{Remaining: []DeadLetter{}}
+	dls, err := en.DeadLetters(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, d := range dls {
+		ok, err := en.RedriveOne(ctx, d.Projection, d.Stream())
+		if err != nil && IsTransient(err) {
+			return res, err
+		}
+		if ok {
+			res.Redriven++
+			continue
+		}
+		var cur DeadLetter
+		if found, _ := en.Docs.Get(ctx, parkedCollection(d.Projection), d.Stream().Key(), &cur); found {
+			res.Remaining = append(res.Remaining, cur)
+		}
+	}
+	return res, nil
+}
+
+// RedriveOne re-applies one parked aggregate for one projection. It reports whether the
+// aggregate is now unparked; a persistent failure updates the dead letter's error.
+func (en *Engine) RedriveOne(ctx context.Context, projection string, st eventstore.Stream) (bool, error) {
+	p, err := en.Lookup(projection)
+	if err != nil {
+		return false, err
+	}
+	lock := en.locks[p.Name()]
+	lock.RLock()
+	defer lock.RUnlock()
+	if cause := en.catchUp(ctx, p, st, true); cause != nil {
+		if IsTransient(cause) {
+			return false, cause
+		}
+		var ae *applyError
+		failed := errors.As(cause, &ae)
+		uerr := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			var d DeadLetter
+			ok, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &d)
+			if err != nil || !ok {
+				return err
+			}
+			d.Attempts++
+			d.Error = cause.Error()
+			if failed {
+				d.Version, d.EventID, d.EventType, d.Event = ae.event.Version, ae.event.EventID, ae.event.EventType, ae.event
+			}
+			return tx.Put(ctx, parkedCollection(p.Name()), st.Key(), d)
+		})
+		return false, errors.Join(cause, uerr)
+	}
+	if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		return tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
+	}); err != nil {
+		return false, err
+	}
+	// Events that arrived while the aggregate was still parked were skipped: take them now.
+	return true, en.catchUp(ctx, p, st, false)
+}
+
+// Rebuild empties a projection and replays every stream it follows from the event store
+// (not from a stream with 24-hour retention). Live delivery to it waits meanwhile in this
+// process; other processes (the projector Lambda) see the rebuilding flag and fill any
+// gap they meet from the store. A second sweep picks up streams that changed during the
+// first.
+func (en *Engine) Rebuild(ctx context.Context, name string) error {
+	p, err := en.Lookup(name)
+	if err != nil {
+		return err
+	}
+	lock := en.locks[name]
+	lock.Lock()
+	defer lock.Unlock()
+	started := time.Now().UTC()
+	if err := en.setStatus(ctx, name, func(s *statusDoc) { s.Rebuilding = true }); err != nil {
+		return err
+	}
+	for _, c := range append(p.Collections(), guardCollection(name), parkedCollection(name)) {
+		if err := en.Docs.DeleteCollection(ctx, c); err != nil {
+			return fmt.Errorf("rebuild %s: clear %s: %w", name, c, err)
+		}
+	}
+	if err := en.sweep(ctx, p, time.Time{}); err != nil {
+		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	if err := en.sweep(ctx, p, started.Add(-time.Minute)); err != nil {
+		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	return en.setStatus(ctx, name, func(s *statusDoc) { s.Rebuilding = false; s.RebuiltAt = time.Now().UTC() })
+}
+
+// sweep catches up every stream of the projection's aggregate types that has events
+// since the given time.
+func (en *Engine) sweep(ctx context.Context, p Projection, since time.Time) error {
+	for _, typ := range p.AggregateTypes() {
+		seen := map[string]bool{}
+		f := eventstore.Filter{AggregateType: typ, Since: since, Limit: eventstore.MaxPageSize}
+		for {
+			page, err := en.Store.Query(ctx, f)
+			if err != nil {
+				return err
+			}
+			for _, e := range page.Events {
+				st := eventstore.StreamOf(e)
+				if seen[st.Key()] {
+					continue
+				}
+				seen[st.Key()] = true
+				if err := en.catchUp(ctx, p, st, false); err != nil {
+					var ae *applyError
+					if !errors.As(err, &ae) {
+						return err
+					}
+					if err := en.park(ctx, p, ae.event, err); err != nil {
+						return err
+					}
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			f.Cursor = page.NextCursor
+		}
+	}
+	return nil
+}
+
+func (en *Engine) setStatus(ctx context.Context, name string, fn func(*statusDoc)) error {
+	return en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		var s statusDoc
+		if _, err := tx.Get(ctx, statusCollection, name, &s); err != nil {
+			return err
+		}
+		fn(&s)
+		return tx.Put(ctx, statusCollection, name, s)
+	})
+}
+
+// Statuses reports every projection; head is the feed head (nil where there is none).
+func (en *Engine) Statuses(ctx context.Context, head *uint64) ([]Status, error) {
+	var out []Status
+	for _, p := range en.projections {
+		var sd statusDoc
+		if _, err := en.Docs.Get(ctx, statusCollection, p.Name(), &sd); err != nil {
+			return nil, err
+		}
+		st := Status{Name: p.Name(), Status: "running", Checkpoint: sd.Checkpoint, RebuiltAt: sd.RebuiltAt}
+		if sd.Rebuilding {
+			st.Status = "rebuilding"
+		}
+		if head != nil {
+			lag := *head - min(*head, sd.Checkpoint)
+			st.Lag = &lag
+		}
+		err := en.Docs.List(ctx, parkedCollection(p.Name()), func(_ string, raw json.RawMessage) error {
+			st.Parked++
+			if d, err := decodeDeadLetter(raw); err == nil {
+				st.LastError = d.Error
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if st.Parked > 0 && st.Status == "running" {
+			st.Status = "blocked"
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Checkpoint returns a projection's feed position.
+func (en *Engine) Checkpoint(ctx context.Context, name string) (uint64, error) {
+	var sd statusDoc
+	_, err := en.Docs.Get(ctx, statusCollection, name, &sd)
+	return sd.Checkpoint, err
+}
+
+func (en *Engine) saveCheckpoint(ctx context.Context, name string, pos uint64) error {
+	return en.setStatus(ctx, name, func(s *statusDoc) {
+		if pos > s.Checkpoint {
+			s.Checkpoint = pos
+		}
+	})
+}
