@@ -1,0 +1,67 @@
+// Command local runs the whole system in one process: the HTTP API on ADDR (default
+// 127.0.0.1:8080) over the configured event store (the embedded file store by default),
+// with projections fed in-process. `make run` starts it.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/system"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(log); err != nil {
+		log.Error("server stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := system.FromEnv()
+	if err != nil {
+		return err
+	}
+	sys, err := system.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	loopsCtx, stopLoops := context.WithCancel(context.Background())
+	loopsDone := sys.Start(loopsCtx)
+
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	srv := &http.Server{Addr: addr, Handler: sys.Handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("listening", "addr", addr, "eventStore", cfg.EventStore)
+
+	select {
+	case err := <-errc:
+		stopLoops()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopLoops()
+	<-loopsDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,128 @@
+// Package api is the public HTTP contract of shared/design.md as one net/http handler. The
+// local server serves it directly; functions/api serves it to API Gateway (HTTP API,
+// payload v2) through an adapter, so both run the same code.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/aggregate"
+	"github.com/ecmstore/ecmstore/shared/bank"
+	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/metrics"
+	"github.com/ecmstore/ecmstore/shared/projection"
+)
+
+// Deps is everything the handler needs; main wires it.
+type Deps struct {
+	Store    eventstore.Backend // with upcasters applied
+	Feed     eventstore.Feed    // nil where the backend has no global order
+	Docs     docstore.Store
+	Engine   *projection.Engine
+	Accounts *aggregate.Repository[bank.Account]
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	// Actor returns the authenticated principal of a request. The local server (no
+	// authorizer) reads X-Actor; the Lambda reads the JWT subject from API Gateway.
+	Actor func(*http.Request) string
+	// AfterAppend is called after every successful command (wakes in-process projections).
+	AfterAppend func()
+	// Modules add routes for further domains.
+	Modules []Module
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Module registers a domain's routes.
+type Module interface {
+	Routes(s *Server)
+}
+
+// Server is the handler. Create it with New.
+type Server struct {
+	Deps
+	mux     *http.ServeMux
+	handler http.Handler
+}
+
+// MaxBodyBytes bounds request bodies (413 beyond).
+const MaxBodyBytes = 256 << 10
+
+// New builds the handler.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	if d.Actor == nil {
+		d.Actor = HeaderActor
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Server{Deps: d, mux: http.NewServeMux()}
+	s.routes()
+	for _, m := range d.Modules {
+		m.Routes(s)
+	}
+	s.Handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		return errNotFound("no route for %s %s", r.Method, r.URL.Path)
+	})
+	s.handler = s.middleware(s.mux)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// HandlerFunc is a handler that returns its error for the central mapping.
+type HandlerFunc func(http.ResponseWriter, *http.Request) error
+
+// Handle registers a route (Go 1.22 pattern syntax, e.g. "POST /accounts/{id}/open").
+func (s *Server) Handle(pattern string, h HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// HeaderActor takes the actor from X-Actor, "anonymous" without one: for the local
+// server only, which has no authorizer.
+func HeaderActor(r *http.Request) string {
+	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= 256 {
+		return a
+	}
+	return "anonymous"
+}
+
+func (s *Server) routes() {
+	s.Handle("GET /healthz", s.health)
+	s.Handle("GET /events", s.queryEvents)
+	s.Handle("GET /projections", s.projections)
+	s.Handle("POST /projections/{name}/rebuild", s.rebuild)
+	s.Handle("GET /dead-letters", s.deadLetters)
+	s.Handle("POST /dead-letters/redrive", s.redrive)
+	s.Handle("GET /metrics", s.metrics)
+	if s.Accounts != nil {
+		s.accountRoutes()
+	}
+}
+
+type ctxKey int
+
+const (
+	correlationKey ctxKey = iota
+	idempotencyKey
+)
+
+// CorrelationID returns the request's correlation id.
+func CorrelationID(ctx context.Context) string {
+	v, _ := ctx.Value(correlationKey).(string)
+	return v
+}

@@ -1,0 +1,188 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/event"
+)
+
+var headerValue = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   *bytes.Buffer // set when the response must be kept (idempotency)
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if r.body != nil {
+		r.body.Write(b)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		corr := r.Header.Get("X-Correlation-Id")
+		if !headerValue.MatchString(corr) {
+			corr = event.NewID()
+		}
+		w.Header().Set("X-Correlation-Id", corr)
+		ctx := context.WithValue(r.Context(), correlationKey, corr)
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		rec := &recorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				s.writeError(rec, r, fmt.Errorf("panic: %v", p))
+			}
+			s.Metrics.Request(rec.status, time.Since(start))
+			s.Logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"ms", float64(time.Since(start).Microseconds())/1000, "correlationId", corr)
+		}()
+		if key := r.Header.Get("Idempotency-Key"); key != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.idempotent(rec, r, key, next)
+			return
+		}
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// idempotencyRecord is a stored response to replay for a retried request.
+type idempotencyRecord struct {
+	State       string              `json:"state"` // pending | done
+	Fingerprint string              `json:"fingerprint"`
+	Status      int                 `json:"status,omitempty"`
+	Header      map[string][]string `json:"header,omitempty"`
+	Body        []byte              `json:"body,omitempty"`
+	CreatedAt   time.Time           `json:"createdAt"`
+	ExpiresAt   int64               `json:"expiresAt"` // epoch seconds (DynamoDB TTL)
+}
+
+const (
+	idempotencyCollection = "_idempotency"
+	idempotencyTTL        = 24 * time.Hour
+	// A pending record older than this belongs to a request that died; a retry may run.
+	idempotencyStale = 30 * time.Second
+)
+
+// idempotent runs a command once per Idempotency-Key: a retry gets the first response
+// back (with Idempotent-Replayed: true) and appends nothing. The key also seeds the
+// events' ids, so even a retry after a crash between append and record is recognised.
+func (s *Server) idempotent(w *recorder, r *http.Request, key string, next http.Handler) {
+	if len(key) > 255 {
+		s.writeError(w, r, errBadRequest("Idempotency-Key must be at most 255 characters"))
+		return
+	}
+	body, err := readAll(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", s.Actor(r), r.Method, r.URL.Path))
+	scope := sha256.Sum256(append(sum[:], key...))
+	id := hex.EncodeToString(scope[:])
+	fp := sha256.Sum256(body)
+	fingerprint := hex.EncodeToString(fp[:])
+
+	var prior idempotencyRecord
+	var replay, busy, mismatch bool
+	now := s.Now().UTC()
+	err = s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
+		replay, busy, mismatch = false, false, false
+		ok, err := tx.Get(ctx, idempotencyCollection, id, &prior)
+		if err != nil {
+			return err
+		}
+		if ok && prior.ExpiresAt > now.Unix() {
+			switch {
+			case prior.Fingerprint != fingerprint:
+				mismatch = true
+				return nil
+			case prior.State == "done":
+				replay = true
+				return nil
+			case now.Sub(prior.CreatedAt) < idempotencyStale:
+				busy = true
+				return nil
+			}
+		}
+		return tx.Put(ctx, idempotencyCollection, id, idempotencyRecord{State: "pending", Fingerprint: fingerprint,
+			CreatedAt: now, ExpiresAt: now.Add(idempotencyTTL).Unix()})
+	})
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+		return
+	case mismatch:
+		s.writeError(w, r, &Error{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
+			Message: "this Idempotency-Key was used with a different request body"})
+		return
+	case busy:
+		s.writeError(w, r, &Error{Status: http.StatusConflict, Code: "request_in_progress",
+			Message: "a request with this Idempotency-Key is still being processed"})
+		return
+	case replay:
+		for k, v := range prior.Header {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.WriteHeader(prior.Status)
+		_, _ = w.Write(prior.Body)
+		return
+	}
+
+	w.body = &bytes.Buffer{}
+	r.Body = http.MaxBytesReader(w, nopCloser{bytes.NewReader(body)}, MaxBodyBytes)
+	r = r.WithContext(context.WithValue(r.Context(), idempotencyKey, id))
+	next.ServeHTTP(w, r)
+
+	// A server error is not an answer to remember: release the key so a retry runs again.
+	err = s.Docs.Update(context.WithoutCancel(r.Context()), func(ctx context.Context, tx docstore.Tx) error {
+		if w.status >= 500 {
+			return tx.Delete(ctx, idempotencyCollection, id)
+		}
+		hdr := map[string][]string{}
+		for _, k := range []string{"Content-Type", "Etag", "X-Ecm-Version", "X-Ecm-Event-Id", "Location"} {
+			if v := w.Header().Values(k); len(v) > 0 {
+				hdr[k] = v
+			}
+		}
+		return tx.Put(ctx, idempotencyCollection, id, idempotencyRecord{State: "done", Fingerprint: fingerprint,
+			Status: w.status, Header: hdr, Body: w.body.Bytes(), CreatedAt: now, ExpiresAt: now.Add(idempotencyTTL).Unix()})
+	})
+	if err != nil {
+		s.Logger.WarnContext(r.Context(), "idempotency record not saved", "err", err)
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+func readAll(r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// queryEvents is GET /events: events across aggregates by type, aggregate type,
+// correlation id and time window, one page at a time.
+func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := eventstore.Filter{EventType: q.Get("eventType"), AggregateType: q.Get("aggregateType"),
+		CorrelationID: q.Get("correlationId"), Cursor: q.Get("cursor")}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return errBadRequest("%s %q is not an RFC 3339 timestamp", name, v)
+			}
+			*dst = t.UTC()
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > eventstore.MaxPageSize {
+			return errBadRequest("limit must be an integer from 1 to %d", eventstore.MaxPageSize)
+		}
+		f.Limit = n
+	}
+	page, err := s.Store.Query(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	page.Events = nonNil(page.Events)
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) projections(w http.ResponseWriter, r *http.Request) error {
+	var head *uint64
+	if s.Feed != nil {
+		h, err := s.Feed.Head(r.Context())
+		if err != nil {
+			return err
+		}
+		head = &h
+	}
+	st, err := s.Engine.Statuses(r.Context(), head)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projections": nonNil(st)})
+	return nil
+}
+
+func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	started := time.Now()
+	if err := s.Engine.Rebuild(r.Context(), name); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "status": "rebuilt",
+		"ms": time.Since(started).Milliseconds()})
+	return nil
+}
+
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) error {
+	dls, err := s.Engine.DeadLetters(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dls})
+	return nil
+}
+
+func (s *Server) redrive(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.Engine.Redrive(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
+	dls, err := s.Engine.DeadLetters(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.Metrics.Snapshot(len(dls)))
+	return nil
+}

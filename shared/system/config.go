@@ -1,0 +1,72 @@
+// Package system assembles the product from configuration: the chosen backend, the event
+// registry with its upcasters, the repositories, the projections and the HTTP handler.
+// The local server and every Lambda main call it, so all of them run the same wiring.
+package system
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/ecmstore/ecmstore/infra"
+)
+
+// Config is read from the environment (see README's configuration table).
+type Config struct {
+	EventStore     string // memory | embedded (default) | dynamodb | postgres
+	DataDir        string // embedded store directory
+	DatabaseURL    string // postgres
+	EventsTable    string
+	ReadModelTable string
+	DLQName        string
+	DLQURL         string
+	SnapshotEvery  int
+	// Endpoint overrides (emulators, LocalStack). With one set, missing tables and
+	// queues are created at start; against real AWS nothing is ever created.
+	EndpointOverride bool
+}
+
+// FromEnv reads the configuration.
+func FromEnv() (Config, error) {
+	c := Config{
+		EventStore:     strings.ToLower(env("EVENT_STORE", "embedded")),
+		DataDir:        env("DATA_DIR", ".data"),
+		DatabaseURL:    os.Getenv("DATABASE_URL"),
+		EventsTable:    env("EVENTS_TABLE", infra.DefaultEventsTable),
+		ReadModelTable: env("READMODEL_TABLE", infra.DefaultReadModelTable),
+		DLQName:        env("DLQ_NAME", infra.DefaultDLQName),
+		DLQURL:         os.Getenv("DLQ_URL"),
+		SnapshotEvery:  50,
+	}
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "AWS_ENDPOINT_URL_SQS"} {
+		if os.Getenv(k) != "" {
+			c.EndpointOverride = true
+		}
+	}
+	if v := os.Getenv("SNAPSHOT_EVERY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("SNAPSHOT_EVERY must be a non-negative integer, got %q", v)
+		}
+		c.SnapshotEvery = n
+	}
+	switch c.EventStore {
+	case "bolt", "file":
+		c.EventStore = "embedded"
+	case "memory", "embedded", "dynamodb", "postgres":
+	default:
+		return c, fmt.Errorf("EVENT_STORE must be memory, embedded, dynamodb or postgres, got %q", c.EventStore)
+	}
+	if c.EventStore == "postgres" && c.DatabaseURL == "" {
+		return c, fmt.Errorf("EVENT_STORE=postgres needs DATABASE_URL")
+	}
+	return c, nil
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

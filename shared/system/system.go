@@ -1,0 +1,167 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ecmstore/ecmstore/shared/aggregate"
+	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/bank"
+	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore/memstore"
+	"github.com/ecmstore/ecmstore/shared/metrics"
+	"github.com/ecmstore/ecmstore/shared/projection"
+)
+
+// System is an assembled instance of the product.
+type System struct {
+	Config   Config
+	Logger   *slog.Logger
+	Registry *event.Registry
+	Store    eventstore.Backend // upcasting view of the backend
+	Feed     eventstore.Feed    // nil on DynamoDB
+	Docs     docstore.Store
+	Engine   *projection.Engine
+	Runner   *projection.Runner // nil on DynamoDB (the stream feeds the projector)
+	Metrics  *metrics.Metrics
+	Accounts *aggregate.Repository[bank.Account]
+	Handler  *api.Server
+
+	// Background loops Start runs (the feed runner, the stream poller…).
+	loops   []func(context.Context)
+	closers []func() error
+}
+
+// Backend is what an opened backend contributes.
+type Backend struct {
+	Store eventstore.Backend
+	Feed  eventstore.Feed // optional
+	Docs  docstore.Store
+	Sink  projection.Sink // optional dead-letter sink
+	// Wake, when set, returns a channel signalled when new events may be readable
+	// (PostgreSQL LISTEN/NOTIFY).
+	Wake  func(context.Context) <-chan struct{}
+	Close func() error
+}
+
+// Opener opens a backend by name; backends register themselves in openers.go.
+type Opener func(ctx context.Context, c Config, log *slog.Logger) (Backend, error)
+
+var openers = map[string]Opener{
+	"memory": func(context.Context, Config, *slog.Logger) (Backend, error) {
+		s := memstore.New()
+		return Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}, nil
+	},
+}
+
+// Registry returns the registry of every event type the product knows, with upcasters.
+func Registry() *event.Registry {
+	r := event.NewRegistry()
+	bank.Register(r)
+	return r
+}
+
+// Open assembles the system for c.
+func Open(ctx context.Context, c Config, log *slog.Logger) (*System, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	open, ok := openers[c.EventStore]
+	if !ok {
+		return nil, fmt.Errorf("event store %q is not available", c.EventStore)
+	}
+	b, err := open(ctx, c, log)
+	if err != nil {
+		return nil, fmt.Errorf("open %s event store: %w", c.EventStore, err)
+	}
+	return Assemble(c, b, log), nil
+}
+
+// Assemble wires a system around an opened backend.
+func Assemble(c Config, b Backend, log *slog.Logger) *System {
+	s := &System{Config: c, Logger: log, Registry: Registry(), Docs: b.Docs, Feed: b.Feed, Metrics: metrics.New()}
+	if b.Close != nil {
+		s.closers = append(s.closers, b.Close)
+	}
+	s.Store = eventstore.WithUpcasters(b.Store, s.Registry)
+	if b.Feed != nil {
+		s.Feed = s.Store.(eventstore.Feed)
+	}
+	cfg := aggregate.DefaultConfig()
+	cfg.SnapshotEvery, cfg.Registry, cfg.Logger, cfg.OnSnapshot = c.SnapshotEvery, s.Registry, log, s.Metrics.SnapshotCreated
+	s.Accounts = aggregate.NewRepository(s.Store, bank.Definition, cfg)
+
+	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, s.projections()...)
+	s.Engine.Logger, s.Engine.Sink = log, b.Sink
+	s.Engine.OnParked = func(d projection.DeadLetter) { s.Metrics.Parked(d.EventType) }
+
+	var wake func()
+	if s.Feed != nil {
+		s.Runner = projection.NewRunner(s.Engine, s.Feed)
+		wake = s.Runner.Wake
+		s.loops = append(s.loops, s.Runner.Run)
+		if b.Wake != nil {
+			s.loops = append(s.loops, func(ctx context.Context) {
+				ch := b.Wake(ctx)
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-ch:
+						s.Runner.Wake()
+					}
+				}
+			})
+		}
+	}
+	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
+		Accounts: s.Accounts, Metrics: s.Metrics, Logger: log, AfterAppend: wake, Modules: s.modules()})
+	return s
+}
+
+func (s *System) projections() []projection.Projection {
+	return []projection.Projection{bank.Projection{}}
+}
+
+func (s *System) modules() []api.Module { return nil }
+
+// AddLoop registers a background loop for Start (the DynamoDB stream poller).
+func (s *System) AddLoop(fn func(context.Context)) { s.loops = append(s.loops, fn) }
+
+// AddCloser registers a cleanup for Close.
+func (s *System) AddCloser(fn func() error) { s.closers = append(s.closers, fn) }
+
+// Start runs the background loops until ctx ends; the returned channel closes when they
+// have all stopped.
+func (s *System) Start(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	n := len(s.loops)
+	if n == 0 {
+		close(done)
+		return done
+	}
+	finished := make(chan struct{}, n)
+	for _, loop := range s.loops {
+		go func() { loop(ctx); finished <- struct{}{} }()
+	}
+	go func() {
+		for range n {
+			<-finished
+		}
+		close(done)
+	}()
+	return done
+}
+
+// Close releases the backend.
+func (s *System) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	return errors.Join(errs...)
+}
