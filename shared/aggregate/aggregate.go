@@ -141,6 +141,7 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 	l := Loaded[S]{ID: id, State: r.def.New(id)}
 	var events []event.Event
 	var snap *eventstore.Snapshot
+	var env snapshotEnvelope
 	var err error
 	if r.def.SnapshotVersion > 0 {
 		snap, events, err = r.store.LoadFromSnapshot(ctx, st, rg)
@@ -148,7 +149,7 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 			return l, nil, fmt.Errorf("load %s: %w", st, err)
 		}
 		if snap != nil && snap.StateVersion == r.def.SnapshotVersion {
-			if err := json.Unmarshal(snap.State, &l.State); err != nil {
+			if err := unmarshalSnapshot(snap.State, &env, &l.State); err != nil {
 				r.cfg.Logger.Warn("ignoring undecodable snapshot", "stream", st.Key(), "version", snap.Version, "err", err)
 				snap = nil
 			}
@@ -164,6 +165,8 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 		}
 	} else {
 		l.Version = snap.Version
+		l.Last = &event.Event{EventID: env.LastEventID, Version: snap.Version, Timestamp: snap.Timestamp,
+			AggregateType: r.def.Type, AggregateID: id}
 	}
 	if err := r.applyAll(&l, events); err != nil {
 		return l, nil, err
@@ -273,6 +276,9 @@ func (r *Repository[S]) maybeSnapshot(ctx context.Context, st eventstore.Stream,
 		return
 	}
 	state, err := json.Marshal(l.State)
+	if err == nil {
+		state, err = json.Marshal(snapshotEnvelope{State: state, LastEventID: l.Last.EventID})
+	}
 	if err != nil {
 		r.cfg.Logger.Warn("snapshot not encodable", "stream", st.Key(), "err", err)
 		return
@@ -291,6 +297,20 @@ func (r *Repository[S]) maybeSnapshot(ctx context.Context, st eventstore.Stream,
 			r.cfg.Logger.Warn("old snapshots not deleted", "stream", st.Key(), "err", err)
 		}
 	}
+}
+
+// snapshotEnvelope is what a snapshot's State holds: the aggregate state and the id of
+// the event it was taken at (for x-ecm-event-id after a snapshot-only load).
+type snapshotEnvelope struct {
+	State       json.RawMessage `json:"state"`
+	LastEventID string          `json:"lastEventId"`
+}
+
+func unmarshalSnapshot(raw []byte, env *snapshotEnvelope, dst any) error {
+	if err := json.Unmarshal(raw, env); err != nil {
+		return err
+	}
+	return json.Unmarshal(env.State, dst)
 }
 
 func sleep(ctx context.Context, attempt int) {
