@@ -29,8 +29,12 @@ type Config struct {
 
 // FromEnv reads the configuration.
 func FromEnv() (Config, error) {
+	def := "embedded"
+	if os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
+		def = "dynamodb" // a Lambda has no durable local disk
+	}
 	c := Config{
-		EventStore:     strings.ToLower(env("EVENT_STORE", "embedded")),
+		EventStore:     strings.ToLower(env("EVENT_STORE", def)),
 		DataDir:        env("DATA_DIR", ".data"),
 		DatabaseURL:    os.Getenv("DATABASE_URL"),
 		EventsTable:    env("EVENTS_TABLE", infra.DefaultEventsTable),

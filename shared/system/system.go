@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/api"
@@ -31,6 +32,7 @@ type System struct {
 	Accounts *aggregate.Repository[bank.Account]
 	Handler  *api.Server
 
+	wake func()
 	// Background loops Start runs (the feed runner, the stream poller…).
 	loops   []func(context.Context)
 	closers []func() error
@@ -118,9 +120,17 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 			})
 		}
 	}
-	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
-		Accounts: s.Accounts, Metrics: s.Metrics, Logger: log, AfterAppend: wake, Modules: s.modules()})
+	s.wake = wake
+	s.SetActor(api.HeaderActor)
 	return s
+}
+
+// SetActor chooses how the handler finds the actor of a request (the Lambda uses the JWT
+// subject; the local server, which has no authorizer, the X-Actor header).
+func (s *System) SetActor(actor func(*http.Request) string) {
+	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
+		Accounts: s.Accounts, Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.modules(),
+		Actor: actor})
 }
 
 func (s *System) projections() []projection.Projection {
