@@ -31,6 +31,12 @@ type System struct {
 	Metrics  *metrics.Metrics
 	Accounts *aggregate.Repository[bank.Account]
 	Handler  *api.Server
+	// AggregateConfig is what every repository is built with (snapshots, retries).
+	AggregateConfig aggregate.Config
+
+	// Filled by domains(): the projections and HTTP modules of the seeds' other systems.
+	extraProjections []projection.Projection
+	extraModules     []api.Module
 
 	wake func()
 	// Background loops Start runs (the feed runner, the stream poller…).
@@ -58,13 +64,6 @@ var openers = map[string]Opener{
 		s := memstore.New()
 		return Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}, nil
 	},
-}
-
-// Registry returns the registry of every event type the product knows, with upcasters.
-func Registry() *event.Registry {
-	r := event.NewRegistry()
-	bank.Register(r)
-	return r
 }
 
 // Open assembles the system for c.
@@ -95,7 +94,9 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	}
 	cfg := aggregate.DefaultConfig()
 	cfg.SnapshotEvery, cfg.Registry, cfg.Logger, cfg.OnSnapshot = c.SnapshotEvery, s.Registry, log, s.Metrics.SnapshotCreated
+	s.AggregateConfig = cfg
 	s.Accounts = aggregate.NewRepository(s.Store, bank.Definition, cfg)
+	s.domains()
 
 	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, s.projections()...)
 	s.Engine.Logger, s.Engine.Sink = log, b.Sink
@@ -132,12 +133,6 @@ func (s *System) SetActor(actor func(*http.Request) string) {
 		Accounts: s.Accounts, Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.modules(),
 		Actor: actor})
 }
-
-func (s *System) projections() []projection.Projection {
-	return []projection.Projection{bank.Projection{}}
-}
-
-func (s *System) modules() []api.Module { return nil }
 
 // AddLoop registers a background loop for Start (the DynamoDB stream poller).
 func (s *System) AddLoop(fn func(context.Context)) { s.loops = append(s.loops, fn) }
