@@ -96,7 +96,7 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	cfg.SnapshotEvery, cfg.Registry, cfg.Logger, cfg.OnSnapshot = c.SnapshotEvery, s.Registry, log, s.Metrics.SnapshotCreated
 	s.AggregateConfig = cfg
 	s.Accounts = aggregate.NewRepository(s.Store, bank.Definition, cfg)
-	s.domains()
+	s.buildDomains()
 
 	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, s.projections()...)
 	s.Engine.Logger, s.Engine.Sink = log, b.Sink

@@ -11,7 +11,9 @@ import (
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})) }
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+}
 
 // start opens a system and runs its background loops for the test's duration.
 func start(t *testing.T, c system.Config) *system.System {

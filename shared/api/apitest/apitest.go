@@ -24,8 +24,23 @@ import (
 // Target returns the handler under test.
 type Target func(t *testing.T) http.Handler
 
+// Suite is a named group of end-to-end tests; domain files add theirs with Register
+// from init, so Run covers every domain on every backend.
+type Suite struct {
+	Name string
+	Fn   func(*testing.T, *Client)
+}
+
+var extra []Suite
+
+// Register adds a suite to Run.
+func Register(s Suite) { extra = append(extra, s) }
+
 // Run runs the whole suite.
 func Run(t *testing.T, target Target) {
+	for _, s := range extra {
+		t.Run(s.Name, func(t *testing.T) { s.Fn(t, &Client{T: t, H: target(t)}) })
+	}
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *Client)
