@@ -317,3 +317,47 @@ func backoff(ctx context.Context, attempt int) {
 	case <-time.After(time.Duration(10<<min(attempt, 6)) * time.Millisecond):
 	}
 }
+
+// Poison parks an event that cannot even be decoded, for every projection that follows
+// its aggregate type, so that aggregate waits and an operator sees why.
+func (en *Engine) Poison(ctx context.Context, e event.Event, cause error) error {
+	var errs []error
+	for _, p := range en.projections {
+		if follows(p, e.AggregateType) {
+			errs = append(errs, en.park(ctx, p, e, cause))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CatchUpStream brings every projection following the stream's aggregate type up to date
+// with the store (redrive of an on-failure record).
+func (en *Engine) CatchUpStream(ctx context.Context, st eventstore.Stream) error {
+	var errs []error
+	for _, p := range en.projections {
+		if !follows(p, st.Type) {
+			continue
+		}
+		lock := en.locks[p.Name()]
+		lock.RLock()
+		err := en.catchUp(ctx, p, st, false)
+		lock.RUnlock()
+		var ae *applyError
+		if errors.As(err, &ae) && !IsTransient(err) {
+			err = en.park(ctx, p, ae.event, err)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// CatchUpSince catches up every stream with events since t, for every projection (the
+// fallback when the stream records an on-failure record points at have expired).
+func (en *Engine) CatchUpSince(ctx context.Context, t time.Time) error {
+	for _, p := range en.projections {
+		if err := en.sweep(ctx, p, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package ddbstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ecmstore/ecmstore/infra"
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/projection"
+)
+
+// Decoder turns an events-table item into an event; isEvent is false for other items
+// (snapshots). The DynamoDB backend provides it.
+type Decoder func(item map[string]ddb.AttributeValue) (e event.Event, isEvent bool, err error)
+
+// Projector is the stream-triggered handler: it runs the engine's projections on every
+// event of a batch, in order.
+type Projector struct {
+	Engine *projection.Engine
+	Decode Decoder
+	Logger *slog.Logger
+}
+
+// Handle processes one DynamoDB Streams batch. Poison events are parked by the engine
+// (dead-letter queue, later events of that aggregate waiting behind). A transient
+// failure stops the batch and reports that record as the first failure, so Lambda
+// checkpoints there and redelivers it and everything after it, in order.
+func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+	res := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
+	for _, rec := range ev.Records {
+		if err := p.record(ctx, rec); err != nil {
+			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
+			res.BatchItemFailures = append(res.BatchItemFailures,
+				events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+func (p *Projector) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}
+
+func (p *Projector) record(ctx context.Context, rec events.DynamoDBEventRecord) error {
+	// Events are immutable: only inserts carry events (MODIFY/REMOVE touch snapshots).
+	if rec.EventName != "INSERT" {
+		return nil
+	}
+	e, isEvent, err := p.decode(rec)
+	if !isEvent && err == nil {
+		return nil
+	}
+	if err != nil {
+		// Undecodable: park it under its keys so its aggregate waits and an operator sees it.
+		return p.Engine.Poison(ctx, e, err)
+	}
+	_, err = p.Engine.Handle(ctx, e)
+	return err
+}
+
+func (p *Projector) decode(rec events.DynamoDBEventRecord) (event.Event, bool, error) {
+	item, err := ToSDK(rec.Change.NewImage)
+	if err == nil {
+		var e event.Event
+		var isEvent bool
+		if e, isEvent, err = p.Decode(item); err == nil {
+			return e, isEvent, nil
+		}
+	}
+	// Fall back to the keys for the aggregate and version, so the failure can be parked.
+	e, kerr := eventFromKeys(rec.Change.Keys)
+	if kerr != nil {
+		return e, true, fmt.Errorf("%w; keys: %v", err, kerr)
+	}
+	e.EventID = rec.EventID
+	return e, true, err
+}
+
+func eventFromKeys(keys map[string]events.DynamoDBAttributeValue) (event.Event, error) {
+	pk, sk := keys[infra.AttrPK], keys[infra.AttrSK]
+	if pk.DataType() != events.DataTypeString || sk.DataType() != events.DataTypeNumber {
+		return event.Event{}, errors.New("record without pk/sk")
+	}
+	typ, id, ok := strings.Cut(pk.String(), "#")
+	if !ok {
+		return event.Event{}, fmt.Errorf("pk %q is not a stream key", pk.String())
+	}
+	v, err := strconv.ParseInt(sk.Number(), 10, 64)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("sk %q is not a version", sk.Number())
+	}
+	return event.Event{AggregateType: typ, AggregateID: id, Version: v}, nil
+}
