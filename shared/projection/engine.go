@@ -164,9 +164,8 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			case e.Version <= g.Version:
 				continue
 			case e.Version > g.Version+1:
-				if applied == 0 {
-					outcome = Gap
-				}
+				// Stop at the gap (what came before it stays applied); the caller fills it.
+				outcome = Gap
 				return en.putGuard(ctx, tx, p, st, g, applied)
 			}
 			if err := p.Apply(ctx, tx, e); err != nil {
@@ -358,6 +357,66 @@ func (en *Engine) CatchUpSince(ctx context.Context, t time.Time) error {
 		if err := en.sweep(ctx, p, t); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// DeliverAll delivers a feed batch to one projection, applying each aggregate's
+// consecutive events in shared transactions (one commit per aggregate and chunk instead
+// of one per event). Any trouble in a group falls back to event-by-event delivery, which
+// pinpoints and parks the failing event. A transient error is returned for the caller to
+// retry the batch.
+func (en *Engine) DeliverAll(ctx context.Context, p Projection, events []event.Event) error {
+	var order []string
+	groups := map[string][]event.Event{}
+	for _, e := range events {
+		if !follows(p, e.AggregateType) {
+			continue
+		}
+		k := eventstore.StreamOf(e).Key()
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	for _, k := range order {
+		if err := en.deliverGroup(ctx, p, groups[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (en *Engine) deliverGroup(ctx context.Context, p Projection, group []event.Event) error {
+	lock := en.locks[p.Name()]
+	for len(group) > 0 {
+		n := min(catchUpChunk, len(group))
+		chunk := group[:n]
+		ok := true
+		for i := range chunk {
+			e, err := en.normalise(chunk[i])
+			if err != nil {
+				ok = false
+				break
+			}
+			chunk[i] = e
+		}
+		if ok {
+			lock.RLock()
+			o, err := en.applyBatch(ctx, p, chunk, false)
+			lock.RUnlock()
+			if err == nil && (o == Applied || o == Duplicate || o == Blocked) {
+				group = group[n:]
+				continue
+			}
+		}
+		// Gap, failure or undecodable: one by one, with retries, gap filling and parking.
+		for _, e := range chunk {
+			if _, err := en.Deliver(ctx, p, e); err != nil {
+				return err
+			}
+		}
+		group = group[n:]
 	}
 	return nil
 }

@@ -81,14 +81,12 @@ func (r *Runner) stepOne(ctx context.Context, p Projection) (bool, error) {
 	if err != nil || len(events) == 0 {
 		return false, err
 	}
-	for _, e := range events {
-		if _, err := r.Engine.Deliver(ctx, p, e); err != nil {
-			// Transient: keep the checkpoint before this event and try again later.
-			return true, r.Engine.saveCheckpoint(ctx, p.Name(), cp)
-		}
-		cp = e.Position
+	if err := r.Engine.DeliverAll(ctx, p, events); err != nil {
+		// Transient: the checkpoint stays before this batch; the guards make the retry
+		// of what did apply harmless.
+		return false, err
 	}
-	return true, r.Engine.saveCheckpoint(ctx, p.Name(), cp)
+	return true, r.Engine.saveCheckpoint(ctx, p.Name(), events[len(events)-1].Position)
 }
 
 // CatchUpAll runs the runner until every projection has reached the head seen at the
