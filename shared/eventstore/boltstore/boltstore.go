@@ -1,0 +1,557 @@
+// Package boltstore is the embedded file store, the product's default backend: pure Go
+// (bbolt, no cgo), one file holding events, snapshots, read models and checkpoints, so a
+// projection's read-model write and its guard commit together.
+//
+// Durability and throughput come from group commit: appends go to one committer
+// goroutine, which takes every request already waiting, applies them all in a single
+// write transaction (each checked on its own: a conflict fails that request only) and
+// commits once — one fsync for the whole group — before acknowledging any of them. An
+// acknowledged append is on disk; concurrent writers share fsyncs instead of queueing
+// for one each.
+//
+// Layout (bbolt buckets):
+//
+//	log        position (8-byte big endian) → event JSON (the global, gap-free feed)
+//	streams    stream key 0x00 version (8B) → position
+//	heads      stream key → current version (8B)
+//	byType     event type 0x00 position → nil        (Query indexes)
+//	byAggType  aggregate type 0x00 position → nil
+//	byCorr     correlation id 0x00 position → nil
+//	snapshots  stream key 0x00 version (8B) → snapshot JSON
+//	d:<coll>   document key → JSON (docstore)
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+var (
+	bLog       = []byte("log")
+	bStreams   = []byte("streams")
+	bHeads     = []byte("heads")
+	bByType    = []byte("byType")
+	bByAggType = []byte("byAggType")
+	bByCorr    = []byte("byCorr")
+	bSnapshots = []byte("snapshots")
+)
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("boltstore: the store file is in use by another process")
+
+// Store is the embedded backend. Safe for concurrent use; Close it when done.
+type Store struct {
+	db      *bolt.DB
+	now     func() time.Time
+	reqs    chan *appendReq
+	stop    chan struct{}
+	stopped chan struct{}
+	closing sync.Once
+
+	lastTS    time.Time // committer-owned: keeps store-assigned timestamps in position order
+	lastGroup int       // committer-owned: size of the previous commit group
+}
+
+var (
+	_ eventstore.Backend = (*Store)(nil)
+	_ eventstore.Feed    = (*Store)(nil)
+)
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithClock sets the clock that assigns event timestamps (tests).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// Open opens (or creates) the store file at path.
+func Open(path string, opts ...Option) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	// NoFreelistSync: the freelist is rebuilt on open instead of written on every commit,
+	// which removes pages from every fsync; durability of the data is unchanged.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bLog, bStreams, bHeads, bByType, bByAggType, bByCorr, bSnapshots} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
+	}
+	s := &Store{db: db, now: event.Now, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// Close stops the committer and closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.closing.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		err = s.db.Close()
+	})
+	return err
+}
+
+// ErrClosed is returned for appends after Close.
+var ErrClosed = errors.New("boltstore: closed")
+
+type appendReq struct {
+	stream   eventstore.Stream
+	expected int64
+	events   []event.Event
+	done     chan appendRes
+}
+
+type appendRes struct {
+	events []event.Event
+	err    error
+}
+
+func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if expected < eventstore.Any {
+		return nil, eventstore.Invalid("expected version %d is neither a version nor a sentinel", expected)
+	}
+	if err := eventstore.CheckAppend(st, events); err != nil {
+		return nil, err
+	}
+	req := &appendReq{stream: st, expected: expected, events: events, done: make(chan appendRes, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued the append completes either way; waiting for it keeps "acknowledged"
+	// meaning "durable".
+	res := <-req.done
+	return res.events, res.err
+}
+
+const maxGroup = 512
+
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.reqs:
+		case <-s.stop:
+			s.drainClosed()
+			return
+		}
+		group := []*appendReq{first}
+		// Writers acknowledged by the last commit are still waking up to send their next
+		// append. When the last group was shared, give them a moment (far less than an
+		// fsync) to join this one; a lone writer never waits.
+		if expect := s.lastGroup; expect > 1 {
+			timer := time.NewTimer(groupWait)
+		gather:
+			for len(group) < expect {
+				select {
+				case r := <-s.reqs:
+					group = append(group, r)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.lastGroup = len(group)
+		s.commit(group)
+	}
+}
+
+// groupWait bounds how long the committer waits for writers of the previous group.
+const groupWait = 500 * time.Microsecond
+
+func (s *Store) drainClosed() {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.done <- appendRes{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Store) commit(group []*appendReq) {
+	results := make([]appendRes, len(group))
+	lastTS := s.lastTS
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		lastTS = s.lastTS
+		for i, r := range group {
+			results[i] = s.apply(tx, r, &lastTS)
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("boltstore: commit: %w", err)
+	} else {
+		s.lastTS = lastTS
+	}
+	for i, r := range group {
+		if err != nil {
+			r.done <- appendRes{err: err}
+			continue
+		}
+		r.done <- results[i]
+	}
+}
+
+// apply runs one append inside the group's transaction. It writes nothing unless the
+// whole append is valid, so a failed request leaves no trace in the shared transaction.
+func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) appendRes {
+	key := r.stream.Key()
+	current := head(tx, key)
+	n := int64(len(r.events))
+	if r.expected != eventstore.Any && r.expected != current {
+		if r.expected >= 0 && r.expected+n <= current {
+			if stored := loadRange(tx, key, r.expected+1, r.expected+n); eventstore.SameEvents(stored, r.events) {
+				return appendRes{events: stored}
+			}
+		}
+		return appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}
+	}
+	if r.expected == eventstore.Any && current >= n {
+		if stored := loadRange(tx, key, current-n+1, current); eventstore.SameEvents(stored, r.events) {
+			return appendRes{events: stored}
+		}
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if !now.After(*lastTS) {
+		now = lastTS.Add(time.Microsecond)
+	}
+	out, err := eventstore.Prepare(r.stream, current, r.events, now)
+	if err != nil {
+		return appendRes{err: err}
+	}
+	*lastTS = now
+	logB := tx.Bucket(bLog)
+	for i := range out {
+		pos, err := logB.NextSequence()
+		if err != nil {
+			return appendRes{err: err}
+		}
+		out[i].Position = pos
+		raw, err := json.Marshal(out[i])
+		if err != nil {
+			return appendRes{err: err}
+		}
+		pk := u64(pos)
+		if err := firstErr(
+			logB.Put(pk, raw),
+			tx.Bucket(bStreams).Put(streamKey(key, out[i].Version), pk),
+			tx.Bucket(bByType).Put(indexKey(out[i].EventType, pos), nil),
+			tx.Bucket(bByAggType).Put(indexKey(out[i].AggregateType, pos), nil),
+		); err != nil {
+			return appendRes{err: err}
+		}
+		if c := out[i].Metadata.CorrelationID; c != "" {
+			if err := tx.Bucket(bByCorr).Put(indexKey(c, pos), nil); err != nil {
+				return appendRes{err: err}
+			}
+		}
+	}
+	if err := tx.Bucket(bHeads).Put([]byte(key), u64(uint64(out[len(out)-1].Version))); err != nil {
+		return appendRes{err: err}
+	}
+	return appendRes{events: out}
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func streamKey(key string, version int64) []byte {
+	return append(append([]byte(key), 0), u64(uint64(version))...)
+}
+
+func indexKey(value string, pos uint64) []byte {
+	return append(append([]byte(value), 0), u64(pos)...)
+}
+
+func head(tx *bolt.Tx, key string) int64 {
+	v := tx.Bucket(bHeads).Get([]byte(key))
+	if v == nil {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func getEvent(tx *bolt.Tx, pos []byte) (event.Event, error) {
+	var e event.Event
+	raw := tx.Bucket(bLog).Get(pos)
+	if raw == nil {
+		return e, fmt.Errorf("boltstore: position %d missing from the log", binary.BigEndian.Uint64(pos))
+	}
+	return e, json.Unmarshal(raw, &e)
+}
+
+// loadRange returns the stream's events from..to (inclusive); nil on any inconsistency.
+func loadRange(tx *bolt.Tx, key string, from, to int64) []event.Event {
+	var out []event.Event
+	c := tx.Bucket(bStreams).Cursor()
+	prefix := append([]byte(key), 0)
+	for k, v := c.Seek(streamKey(key, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if int64(binary.BigEndian.Uint64(k[len(prefix):])) > to {
+			break
+		}
+		e, err := getEvent(tx, v)
+		if err != nil {
+			return nil
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []event.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		key := st.Key()
+		prefix := append([]byte(key), 0)
+		c := tx.Bucket(bStreams).Cursor()
+		for k, v := c.Seek(streamKey(key, max(r.From, 1))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if r.To > 0 && int64(binary.BigEndian.Uint64(k[len(prefix):])) > r.To {
+				break
+			}
+			e, err := getEvent(tx, v)
+			if err != nil {
+				return err
+			}
+			if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
+				break
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+type cursor struct {
+	After uint64 `json:"after"`
+}
+
+func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.Page{}, err
+	}
+	var c cursor
+	if f.Cursor != "" {
+		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
+			return eventstore.Page{}, err
+		}
+	}
+	limit := eventstore.PageSize(f.Limit)
+	page := eventstore.Page{Events: []event.Event{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var bucket []byte
+		var value string
+		switch {
+		case f.CorrelationID != "":
+			bucket, value = bByCorr, f.CorrelationID
+		case f.EventType != "":
+			bucket, value = bByType, f.EventType
+		case f.AggregateType != "":
+			bucket, value = bByAggType, f.AggregateType
+		}
+		take := func(e event.Event) bool { // false: page full
+			if !matches(f, e) {
+				return true
+			}
+			if len(page.Events) == limit {
+				page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
+				return false
+			}
+			page.Events = append(page.Events, e)
+			return true
+		}
+		if bucket == nil {
+			cur := tx.Bucket(bLog).Cursor()
+			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
+				var e event.Event
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				if !take(e) {
+					return nil
+				}
+			}
+			return nil
+		}
+		prefix := append([]byte(value), 0)
+		cur := tx.Bucket(bucket).Cursor()
+		for k, _ := cur.Seek(indexKey(value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			e, err := getEvent(tx, k[len(prefix):])
+			if err != nil {
+				return err
+			}
+			if !take(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+	return page, err
+}
+
+func matches(f eventstore.Filter, e event.Event) bool {
+	return (f.EventType == "" || e.EventType == f.EventType) &&
+		(f.AggregateType == "" || e.AggregateType == f.AggregateType) &&
+		(f.CorrelationID == "" || e.Metadata.CorrelationID == f.CorrelationID) &&
+		(f.Since.IsZero() || !e.Timestamp.Before(f.Since)) &&
+		(f.Until.IsZero() || !e.Timestamp.After(f.Until))
+}
+
+func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := eventstore.PageSize(limit)
+	var out []event.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bLog).Cursor()
+		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < n; k, v = cur.Next() {
+			var e event.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	var h uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		h = tx.Bucket(bLog).Sequence()
+		return nil
+	})
+	return h, err
+}
+
+func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSnapshots).Put(streamKey(snap.Stream.Key(), snap.Version), raw)
+	})
+}
+
+func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
+	var snap *eventstore.Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		key := st.Key()
+		prefix := append([]byte(key), 0)
+		c := tx.Bucket(bSnapshots).Cursor()
+		upper := streamKey(key, 1<<62)
+		if r.To > 0 {
+			upper = streamKey(key, r.To)
+		}
+		k, v := c.Seek(upper)
+		if k == nil {
+			k, v = c.Last()
+		} else if !bytes.Equal(k, upper) {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			var sn eventstore.Snapshot
+			if err := json.Unmarshal(v, &sn); err != nil {
+				return err
+			}
+			if (r.To > 0 && sn.Version > r.To) || (!r.Until.IsZero() && sn.Timestamp.After(r.Until)) {
+				continue
+			}
+			snap = &sn
+			return nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return eventstore.LoadSnapshotThenEvents(ctx, s, snap, st, r)
+}
+
+func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		key := st.Key()
+		prefix := append([]byte(key), 0)
+		c := tx.Bucket(bSnapshots).Cursor()
+		var del [][]byte
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if int64(binary.BigEndian.Uint64(k[len(prefix):])) >= below {
+				break
+			}
+			del = append(del, append([]byte(nil), k...))
+		}
+		for _, k := range del {
+			if err := tx.Bucket(bSnapshots).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
