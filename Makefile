@@ -18,7 +18,7 @@ test-unit:
 
 test: vet test-unit
 
-bench:
+bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/...
 
 ## --- emulators (owner: emulator helper) -----------------------------------------------
