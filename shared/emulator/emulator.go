@@ -166,9 +166,11 @@ func awsConfig() aws.Config {
 	return aws.Config{Region: "us-east-1", Credentials: staticCreds()}
 }
 
-// DynamoDBClient returns a DynamoDB client for an endpoint.
-func DynamoDBClient(ep Endpoint) *dynamodb.Client {
-	return dynamodb.NewFromConfig(awsConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(string(ep)) })
+// DynamoDBClient returns a DynamoDB client for an endpoint (options add, for example,
+// request-counting middleware).
+func DynamoDBClient(ep Endpoint, opts ...func(*dynamodb.Options)) *dynamodb.Client {
+	return dynamodb.NewFromConfig(awsConfig(), append([]func(*dynamodb.Options){
+		func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(string(ep)) }}, opts...)...)
 }
 
 // DynamoDBStreamsClient returns a DynamoDB Streams client for an endpoint.

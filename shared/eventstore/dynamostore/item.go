@@ -1,0 +1,135 @@
+package dynamostore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// eventItem is one event as stored: keys, the index attributes (left out when empty so
+// the GSIs stay sparse) and the envelope. The payload is kept as JSON text so numbers
+// come back exactly as written.
+type eventItem struct {
+	PK            string `dynamodbav:"pk"`
+	SK            int64  `dynamodbav:"sk"`
+	Kind          string `dynamodbav:"kind"`
+	EventID       string `dynamodbav:"eventId"`
+	EventType     string `dynamodbav:"eventType"`
+	AggregateType string `dynamodbav:"aggregateType"`
+	AggregateID   string `dynamodbav:"aggregateId"`
+	SchemaVersion int    `dynamodbav:"schemaVersion"`
+	Timestamp     string `dynamodbav:"ts"`
+	TK            string `dynamodbav:"tk"`
+	CorrelationID string `dynamodbav:"correlationId,omitempty"`
+	Metadata      string `dynamodbav:"md"`
+	Payload       string `dynamodbav:"payload"`
+}
+
+type snapshotItem struct {
+	PK           string `dynamodbav:"pk"`
+	SK           string `dynamodbav:"sk"` // "<version>.5", a number attribute (see marshalSnapshot)
+	Kind         string `dynamodbav:"kind"`
+	Version      int64  `dynamodbav:"version"`
+	StateVersion int    `dynamodbav:"stateVersion"`
+	Timestamp    string `dynamodbav:"ts"`
+	State        string `dynamodbav:"state"`
+}
+
+const (
+	kindEvent    = "event"
+	kindSnapshot = "snapshot"
+	tsLayout     = "2006-01-02T15:04:05.000000Z"
+)
+
+func formatTS(t time.Time) string { return t.UTC().Format(tsLayout) }
+
+func timeKey(ts time.Time, pk string, version int64) string {
+	return fmt.Sprintf("%s#%s#%020d", formatTS(ts), pk, version)
+}
+
+func toItem(e event.Event) (map[string]types.AttributeValue, error) {
+	md := e.Metadata
+	md.CorrelationID = ""
+	mdRaw, _ := json.Marshal(md)
+	payload := string(e.Payload)
+	if payload == "" {
+		payload = "null"
+	}
+	pk := eventstore.StreamOf(e).Key()
+	return attributevalue.MarshalMap(eventItem{PK: pk, SK: e.Version, Kind: kindEvent, EventID: e.EventID,
+		EventType: e.EventType, AggregateType: e.AggregateType, AggregateID: e.AggregateID,
+		SchemaVersion: e.SchemaVersion, Timestamp: formatTS(e.Timestamp), TK: timeKey(e.Timestamp, pk, e.Version),
+		CorrelationID: e.Metadata.CorrelationID, Metadata: string(mdRaw), Payload: payload})
+}
+
+// DecodeItem turns an events-table item into an event; isEvent is false for snapshot
+// items. The projector uses it on stream images.
+func DecodeItem(item map[string]types.AttributeValue) (e event.Event, isEvent bool, err error) {
+	if k, ok := item["kind"].(*types.AttributeValueMemberS); !ok || k.Value != kindEvent {
+		return e, false, nil
+	}
+	var it eventItem
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return e, true, fmt.Errorf("decode event item: %w", err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, it.Timestamp)
+	if err != nil {
+		return e, true, fmt.Errorf("decode event item %s v%d: timestamp %q", it.PK, it.SK, it.Timestamp)
+	}
+	var md event.Metadata
+	if it.Metadata != "" {
+		if err := json.Unmarshal([]byte(it.Metadata), &md); err != nil {
+			return e, true, fmt.Errorf("decode event item %s v%d: metadata: %w", it.PK, it.SK, err)
+		}
+	}
+	md.CorrelationID = it.CorrelationID
+	if !json.Valid([]byte(it.Payload)) {
+		return e, true, fmt.Errorf("decode event item %s v%d: payload is not JSON", it.PK, it.SK)
+	}
+	return event.Event{EventID: it.EventID, EventType: it.EventType, AggregateType: it.AggregateType,
+		AggregateID: it.AggregateID, Version: it.SK, SchemaVersion: it.SchemaVersion, Timestamp: ts,
+		Payload: json.RawMessage(it.Payload), Metadata: md}, true, nil
+}
+
+func snapshotSK(v int64) string { return strconv.FormatInt(v, 10) + ".5" }
+
+func marshalSnapshot(s eventstore.Snapshot) (map[string]types.AttributeValue, error) {
+	item, err := attributevalue.MarshalMap(snapshotItem{PK: s.Stream.Key(), Kind: kindSnapshot, Version: s.Version,
+		StateVersion: s.StateVersion, Timestamp: formatTS(s.Timestamp), State: string(s.State)})
+	if err != nil {
+		return nil, err
+	}
+	item["sk"] = &types.AttributeValueMemberN{Value: snapshotSK(s.Version)}
+	return item, nil
+}
+
+func decodeSnapshot(st eventstore.Stream, item map[string]types.AttributeValue) (eventstore.Snapshot, error) {
+	delete(item, "sk")
+	var it snapshotItem
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return eventstore.Snapshot{}, err
+	}
+	ts, err := time.Parse(time.RFC3339Nano, it.Timestamp)
+	if err != nil {
+		return eventstore.Snapshot{}, err
+	}
+	return eventstore.Snapshot{Stream: st, Version: it.Version, StateVersion: it.StateVersion, Timestamp: ts,
+		State: json.RawMessage(it.State)}, nil
+}
+
+func isSnapshot(item map[string]types.AttributeValue) bool {
+	k, ok := item["kind"].(*types.AttributeValueMemberS)
+	if ok {
+		return k.Value == kindSnapshot
+	}
+	n, ok := item["sk"].(*types.AttributeValueMemberN)
+	return ok && strings.Contains(n.Value, ".")
+}
