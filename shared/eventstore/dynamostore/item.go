@@ -133,3 +133,23 @@ func isSnapshot(item map[string]types.AttributeValue) bool {
 	n, ok := item["sk"].(*types.AttributeValueMemberN)
 	return ok && strings.Contains(n.Value, ".")
 }
+
+// ItemSize is the billable size of an event's item (attribute names plus values), the
+// measure DynamoDB's capacity units are computed from.
+func ItemSize(e event.Event) int {
+	item, err := toItem(e)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for k, v := range item {
+		n += len(k)
+		switch a := v.(type) {
+		case *types.AttributeValueMemberS:
+			n += len(a.Value)
+		case *types.AttributeValueMemberN:
+			n += len(a.Value)/2 + 1
+		}
+	}
+	return n
+}

@@ -155,7 +155,9 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	return out, nil
 }
 
-type conditionFailed struct{ old map[string]types.AttributeValue }
+type conditionFailed struct {
+	old map[string]types.AttributeValue
+}
 
 func (c *conditionFailed) Error() string { return "condition failed" }
 
