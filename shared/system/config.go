@@ -25,6 +25,10 @@ type Config struct {
 	// Endpoint overrides (emulators, LocalStack). With one set, missing tables and
 	// queues are created at start; against real AWS nothing is ever created.
 	EndpointOverride bool
+	// StreamPoller runs the local stand-in for Lambda's event source mapping (DynamoDB
+	// Streams → projector) in process. Default: on with an endpoint override, off on AWS,
+	// where the mappings in template.yaml do it.
+	StreamPoller bool
 }
 
 // FromEnv reads the configuration.
@@ -47,6 +51,10 @@ func FromEnv() (Config, error) {
 		if os.Getenv(k) != "" {
 			c.EndpointOverride = true
 		}
+	}
+	c.StreamPoller = c.EndpointOverride && os.Getenv("AWS_LAMBDA_FUNCTION_NAME") == ""
+	if v := os.Getenv("STREAM_POLLER"); v != "" {
+		c.StreamPoller = v == "on" || v == "true" || v == "1"
 	}
 	if v := os.Getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -31,6 +31,8 @@ type System struct {
 	Metrics  *metrics.Metrics
 	Accounts *aggregate.Repository[bank.Account]
 	Handler  *api.Server
+	// AWS holds the clients on the DynamoDB backend (nil elsewhere).
+	AWS *AWSClients
 	// AggregateConfig is what every repository is built with (snapshots, retries).
 	AggregateConfig aggregate.Config
 
@@ -54,6 +56,11 @@ type Backend struct {
 	// (PostgreSQL LISTEN/NOTIFY).
 	Wake  func(context.Context) <-chan struct{}
 	Close func() error
+	// Loops returns background loops that need the assembled system (the DynamoDB
+	// stream poller feeding the engine).
+	Loops func(*System) []func(context.Context)
+	// AWS is set on the DynamoDB backend: the clients the Lambda mains need.
+	AWS *AWSClients
 }
 
 // Opener opens a backend by name; backends register themselves in openers.go.
@@ -122,6 +129,10 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 		}
 	}
 	s.wake = wake
+	s.AWS = b.AWS
+	if b.Loops != nil {
+		s.loops = append(s.loops, b.Loops(s)...)
+	}
 	s.SetActor(api.HeaderActor)
 	return s
 }

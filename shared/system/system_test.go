@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ecmstore/ecmstore/shared/api/apitest"
+	"github.com/ecmstore/ecmstore/shared/emulator"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
@@ -70,3 +71,5 @@ func TestEmbeddedRestart(t *testing.T) {
 		t.Fatalf("append after restart: %s", r.Raw)
 	}
 }
+
+func TestMain(m *testing.M) { emulator.Main(m) }
