@@ -39,7 +39,7 @@ type service struct {
 	endpoint string
 	err      error
 	proc     *exec.Cmd
-	log      *bytes.Buffer
+	log      *syncWriter
 	cleanup  func()
 }
 
@@ -102,8 +102,8 @@ func start(s *service, dir string, cred *syscall.Credential, env []string, name 
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	s.log = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: s.log}, &syncWriter{w: s.log}
+	s.log = &syncWriter{w: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
@@ -127,7 +127,10 @@ func (s *service) tail() string {
 	if s.log == nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimSpace(s.log.String()), "\n")
+	s.log.mu.Lock()
+	text := s.log.w.String()
+	s.log.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
 	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
 

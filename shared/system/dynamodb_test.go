@@ -70,7 +70,7 @@ func TestPoisonEventRedriveOnDynamoDB(t *testing.T) {
 		[]event.Event{event.MustNew("InterestAccrued", map[string]string{"amount": "5"})}); err != nil {
 		t.Fatal(err)
 	}
-	c.Must(200, "POST", "/accounts/"+bad+"/deposit", map[string]any{"amount": 10})  // waits behind the poison
+	c.Must(200, "POST", "/accounts/"+bad+"/deposit", map[string]any{"amount": 10}) // waits behind the poison
 	c.Must(200, "POST", "/accounts/"+good+"/deposit", map[string]any{"amount": 2}) // keeps flowing
 
 	c.Eventually(30*time.Second, func() string {
