@@ -4,7 +4,9 @@
 package system
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -81,4 +83,19 @@ func env(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// MustOpen reads the configuration from the environment and opens the system, or logs
+// why not and exits: what every Lambda main does at cold start.
+func MustOpen(log *slog.Logger) *System {
+	cfg, err := FromEnv()
+	if err == nil {
+		var sys *System
+		if sys, err = Open(context.Background(), cfg, log); err == nil {
+			return sys
+		}
+	}
+	log.Error("cannot start", "err", err)
+	os.Exit(1)
+	return nil
 }
