@@ -57,4 +57,18 @@ run-emulated: emulators
 	@localstack/emulators.sh start >/dev/null; . .data/emulators/env; \
 		trap 'localstack/emulators.sh stop' EXIT; EVENT_STORE=dynamodb $(GO) run ./functions/local
 
+# LocalStack (needs a Docker engine; not available on the build machine): the same
+# integration suites, pointed at http://localhost:4566 instead of the local emulators.
+LOCALSTACK ?= http://localhost:4566
+.PHONY: localstack-up localstack-down test-localstack
+localstack-up:
+	docker compose -f localstack/docker-compose.yml up -d --wait
+
+localstack-down:
+	docker compose -f localstack/docker-compose.yml down
+
+test-localstack:
+	ECM_TEST_DYNAMODB_ENDPOINT=$(LOCALSTACK) ECM_TEST_SQS_ENDPOINT=$(LOCALSTACK) \
+		$(GO) test -count=1 ./shared/eventstore/dynamostore/ ./shared/system/ ./infra/
+
 ## --- build & deploy (owner: template helper) ------------------------------------------
