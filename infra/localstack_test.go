@@ -14,7 +14,7 @@ import (
 var update = flag.Bool("update", false, "rewrite localstack/init/tables from the infra definitions")
 
 // cliJSON renders an SDK input as the AWS CLI's --cli-input-json (the SDK's field names,
-// nulls dropped).
+// nulls and empty enums dropped).
 func cliJSON(t *testing.T, v any) []byte {
 	t.Helper()
 	raw, err := json.Marshal(v)
@@ -31,7 +31,7 @@ func dropNulls(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
-			if e == nil {
+			if e == nil || e == "" {
 				delete(x, k)
 				continue
 			}
