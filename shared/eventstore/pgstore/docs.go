@@ -1,0 +1,141 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ecmstore/ecmstore/shared/docstore"
+)
+
+var _ docstore.Store = (*Store)(nil)
+
+type pgTx struct {
+	tx     pgx.Tx
+	writes map[[2]string]bool
+}
+
+func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	var raw []byte
+	err := t.tx.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(raw, dst)
+}
+
+func (t *pgTx) count(coll, key string) error {
+	k := [2]string{coll, key}
+	if !t.writes[k] {
+		t.writes[k] = true
+		if len(t.writes) > docstore.MaxUpdateWrites {
+			return docstore.ErrTooManyWrites
+		}
+	}
+	return nil
+}
+
+func (t *pgTx) Put(ctx context.Context, coll, key string, v any) error {
+	if err := t.count(coll, key); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.Exec(ctx, `INSERT INTO documents (collection, key, doc) VALUES ($1, $2, $3)
+		ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc`, coll, key, string(raw))
+	return err
+}
+
+func (t *pgTx) Delete(ctx context.Context, coll, key string) error {
+	if err := t.count(coll, key); err != nil {
+		return err
+	}
+	_, err := t.tx.Exec(ctx, "DELETE FROM documents WHERE collection = $1 AND key = $2", coll, key)
+	return err
+}
+
+// Update runs fn in a SERIALIZABLE transaction; serialization failures and deadlocks
+// rerun it (bounded), then surface as docstore.ErrConflict.
+func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		var fnErr error
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			fnErr = fn(ctx, &pgTx{tx: tx, writes: map[[2]string]bool{}})
+			return fnErr
+		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
+			if attempt >= 30 {
+				return docstore.ErrConflict
+			}
+			d := time.Duration(2<<min(attempt, 6)) * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d/2 + time.Duration(rand.Int64N(int64(d)))):
+			}
+			continue
+		}
+		if err != nil && fnErr != nil && errors.Is(err, fnErr) {
+			return fnErr
+		}
+		return mapError(err)
+	}
+}
+
+func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	var raw []byte
+	err := s.pool.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, mapError(err)
+	}
+	return true, json.Unmarshal(raw, dst)
+}
+
+func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
+	rows, err := s.pool.Query(ctx, "SELECT key, doc FROM documents WHERE collection = $1 ORDER BY key", coll)
+	if err != nil {
+		return mapError(err)
+	}
+	type kv struct {
+		k string
+		v []byte
+	}
+	var all []kv
+	for rows.Next() {
+		var x kv
+		if err := rows.Scan(&x.k, &x.v); err != nil {
+			rows.Close()
+			return err
+		}
+		all = append(all, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, x := range all {
+		if err := fn(x.k, json.RawMessage(x.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
+	_, err := s.pool.Exec(ctx, "DELETE FROM documents WHERE collection = $1", coll)
+	return mapError(err)
+}
