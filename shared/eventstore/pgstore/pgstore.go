@@ -175,21 +175,14 @@ func (s *Store) commit(group []*appendReq) {
 		lastTS = s.lastTS
 		wrote := false
 		for i, r := range group {
-			if _, err := tx.Exec(ctx, "SAVEPOINT r"); err != nil {
-				return err
-			}
+			// Under the lock no other writer can touch the events table, so a request
+			// that conflicts is rejected before it writes anything: no savepoints needed.
 			res := s.apply(ctx, tx, r, &lastTS)
-			if res.err != nil {
-				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT r"); err != nil {
-					return err
-				}
-			} else {
-				wrote = true
+			if res.fatal != nil {
+				return res.fatal
 			}
-			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT r"); err != nil {
-				return err
-			}
-			results[i] = res
+			wrote = wrote || (res.err == nil && res.wrote)
+			results[i] = res.appendRes
 		}
 		if wrote {
 			_, err := tx.Exec(ctx, "SELECT pg_notify('ecm_events', '')")
@@ -199,6 +192,12 @@ func (s *Store) commit(group []*appendReq) {
 	})
 	if err == nil {
 		s.lastTS = lastTS
+	} else if len(group) > 1 {
+		// One request PostgreSQL rejects must not fail its neighbours: retry each alone.
+		for _, r := range group {
+			s.commit([]*appendReq{r})
+		}
+		return
 	}
 	for i, r := range group {
 		if err != nil {
@@ -209,27 +208,41 @@ func (s *Store) commit(group []*appendReq) {
 	}
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, r *appendReq, lastTS *time.Time) appendRes {
-	var current int64
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2`,
-		r.stream.Type, r.stream.ID).Scan(&current); err != nil {
-		return appendRes{err: err}
-	}
+type applyRes struct {
+	appendRes
+	wrote bool
+	fatal error // the transaction itself failed: the whole group fails
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, r *appendReq, lastTS *time.Time) applyRes {
 	n := int64(len(r.events))
-	if r.expected != eventstore.Any && r.expected != current {
-		if r.expected >= 0 && r.expected+n <= current {
-			stored, err := loadRange(ctx, tx, r.stream, r.expected+1, r.expected+n)
-			if err == nil && eventstore.SameEvents(stored, r.events) {
-				return appendRes{events: stored}
+	// One round trip: the stream's current version and, when it is what the request
+	// expects, a block of n positions reserved from the sequence.
+	expected := r.expected
+	var current int64
+	var last *int64
+	err := tx.QueryRow(ctx, `SELECT c.v, CASE WHEN c.v = $3 OR $3 = -1
+		THEN setval('events_position', nextval('events_position') + $4 - 1) END
+		FROM (SELECT coalesce(max(version), 0) AS v FROM events WHERE aggregate_type = $1 AND aggregate_id = $2) c`,
+		r.stream.Type, r.stream.ID, expected, n).Scan(&current, &last)
+	if err != nil {
+		return applyRes{fatal: err}
+	}
+	if expected == eventstore.Any {
+		if current >= n {
+			if stored, err := loadRange(ctx, tx, r.stream, current-n+1, current); err == nil && eventstore.SameEvents(stored, r.events) {
+				return applyRes{appendRes: appendRes{events: stored}} // positions reserved but unused: a harmless gap
 			}
 		}
-		return appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}
+		expected = current
 	}
-	if r.expected == eventstore.Any && current >= n {
-		stored, err := loadRange(ctx, tx, r.stream, current-n+1, current)
-		if err == nil && eventstore.SameEvents(stored, r.events) {
-			return appendRes{events: stored}
+	if last == nil {
+		if expected >= 0 && expected+n <= current {
+			if stored, err := loadRange(ctx, tx, r.stream, expected+1, expected+n); err == nil && eventstore.SameEvents(stored, r.events) {
+				return applyRes{appendRes: appendRes{events: stored}}
+			}
 		}
+		return applyRes{appendRes: appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}}
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if !now.After(*lastTS) {
@@ -237,43 +250,32 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, r *appendReq, lastTS *time
 	}
 	out, err := eventstore.Prepare(r.stream, current, r.events, now)
 	if err != nil {
-		return appendRes{err: err}
+		return applyRes{appendRes: appendRes{err: err}}
 	}
-	rows, err := tx.Query(ctx, "SELECT nextval('events_position') FROM generate_series(1, $1) ORDER BY 1", len(out))
-	if err != nil {
-		return appendRes{err: err}
-	}
-	positions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return appendRes{err: err}
-	}
-	var sb strings.Builder
-	args := make([]any, 0, len(out)*10)
-	sb.WriteString(`INSERT INTO events (position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata) VALUES `)
+	first := *last - n + 1
+	ids, types, payloads, mds := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	svs, vers, poss := make([]int32, n), make([]int64, n), make([]int64, n)
+	tss := make([]time.Time, n)
 	for i := range out {
-		out[i].Position = uint64(positions[i])
+		out[i].Position = uint64(first + int64(i))
 		md, _ := json.Marshal(out[i].Metadata)
 		payload := out[i].Payload
 		if len(payload) == 0 {
 			payload = json.RawMessage("null")
 		}
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		b := len(args)
-		fmt.Fprintf(&sb, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8, b+9, b+10)
-		args = append(args, positions[i], r.stream.Type, r.stream.ID, out[i].Version, out[i].EventID, out[i].EventType,
-			out[i].SchemaVersion, out[i].Timestamp, string(payload), string(md))
+		ids[i], types[i], payloads[i], mds[i] = out[i].EventID, out[i].EventType, string(payload), string(md)
+		svs[i], vers[i], poss[i], tss[i] = int32(out[i].SchemaVersion), out[i].Version, first+int64(i), out[i].Timestamp
 	}
-	if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique violation: someone else won
-			return appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}
-		}
-		return appendRes{err: err}
+	_, err = tx.Exec(ctx, `INSERT INTO events (position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata)
+		SELECT p, $1, $2, v, id, typ, sv, ts, payload::jsonb, md::jsonb
+		FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::timestamptz[], $9::text[], $10::text[])
+			AS d(p, v, id, typ, sv, ts, payload, md)`,
+		r.stream.Type, r.stream.ID, poss, vers, ids, types, svs, tss, payloads, mds)
+	if err != nil {
+		return applyRes{fatal: err}
 	}
 	*lastTS = now
-	return appendRes{events: out}
+	return applyRes{appendRes: appendRes{events: out}, wrote: true}
 }
 
 const eventColumns = `position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata`

@@ -1,7 +1,12 @@
 package pgstore_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
 	"context"
+	"github.com/ecmstore/ecmstore/shared/event"
 	"testing"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -45,4 +50,30 @@ func TestMigrationsIdempotent(t *testing.T) {
 		t.Fatalf("schema_migrations rows: %d %v", n, err)
 	}
 	_ = a
+}
+
+// PostgreSQL's jsonb refuses \u0000 in strings; such an append fails alone, and appends
+// committed in the same group are unaffected.
+func TestRejectedAppendFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, emulator.Postgres(t))
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := event.MustNew("E", map[string]string{"v": "ok"})
+			if i == 3 {
+				e.Payload = json.RawMessage(`{"v":"bad\u0000"}`)
+			}
+			_, errs[i] = s.Append(ctx, eventstore.Stream{Type: "T", ID: fmt.Sprint("s", i)}, 0, []event.Event{e})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i == 3) != (err != nil) {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
 }
