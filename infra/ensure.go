@@ -32,12 +32,16 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (s
 			return "", err
 		}
 	}
-	if _, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: aws.String(n.ReadModelTable),
-		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(AttrExpiresAt), Enabled: aws.Bool(true)}}); err != nil {
-		var already *types.ResourceInUseException
-		// Enabling TTL twice is an error on DynamoDB; that is the "already done" case.
-		if !errors.As(err, &already) && !isValidation(err) {
-			return "", fmt.Errorf("enable TTL on %s: %w", n.ReadModelTable, err)
+	// TTL: idempotency records expire from the read-model table, snapshots from the events
+	// table (events themselves carry no expiresAt and never expire).
+	for _, table := range []string{n.ReadModelTable, n.EventsTable} {
+		if _, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: aws.String(table),
+			TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(AttrExpiresAt), Enabled: aws.Bool(true)}}); err != nil {
+			var already *types.ResourceInUseException
+			// Enabling TTL twice is an error on DynamoDB; that is the "already done" case.
+			if !errors.As(err, &already) && !isValidation(err) {
+				return "", fmt.Errorf("enable TTL on %s: %w", table, err)
+			}
 		}
 	}
 	archive, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(n.DLQArchive),

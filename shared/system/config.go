@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ecmstore/ecmstore/infra"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	// Streams → projector) in process. Default: on with an endpoint override, off on AWS,
 	// where the mappings in template.yaml do it.
 	StreamPoller bool
+	// SnapshotTTL (DynamoDB): snapshots expire through DynamoDB's TTL after this long
+	// instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
+	// where the function roles have no DeleteItem on the events table).
+	SnapshotTTL time.Duration
 }
 
 // FromEnv reads the configuration.
@@ -57,6 +62,16 @@ func FromEnv() (Config, error) {
 	c.StreamPoller = c.EndpointOverride && os.Getenv("AWS_LAMBDA_FUNCTION_NAME") == ""
 	if v := os.Getenv("STREAM_POLLER"); v != "" {
 		c.StreamPoller = v == "on" || v == "true" || v == "1"
+	}
+	if os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
+		c.SnapshotTTL = 7 * 24 * time.Hour
+	}
+	if v := os.Getenv("SNAPSHOT_TTL_HOURS"); v != "" {
+		h, err := strconv.Atoi(v)
+		if err != nil || h < 0 {
+			return c, fmt.Errorf("SNAPSHOT_TTL_HOURS must be a non-negative integer, got %q", v)
+		}
+		c.SnapshotTTL = time.Duration(h) * time.Hour
 	}
 	if v := os.Getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)

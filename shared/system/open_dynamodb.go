@@ -69,7 +69,7 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 		clients.QueueURL = aws.ToString(out.QueueUrl)
 	}
 	b := Backend{
-		Store: dynamostore.New(clients.DynamoDB, c.EventsTable),
+		Store: dynamostore.New(clients.DynamoDB, c.EventsTable, dynamostore.WithSnapshotTTL(c.SnapshotTTL)),
 		Docs:  dynamostore.NewDocs(clients.DynamoDB, c.ReadModelTable),
 		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL},
 		AWS:   clients,

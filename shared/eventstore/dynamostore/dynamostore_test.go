@@ -3,6 +3,9 @@ package dynamostore_test
 import (
 	"context"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/ecmstore/ecmstore/shared/event"
 	"testing"
 	"time"
 
@@ -44,4 +47,30 @@ func TestDocs(t *testing.T) {
 	db, _, models := tables(t)
 	d := dynamostore.NewDocs(db, models)
 	doctest.Run(t, func(*testing.T) docstore.Store { return d })
+}
+
+// With a snapshot TTL, snapshots carry expiresAt and DeleteSnapshots leaves them to TTL.
+func TestSnapshotTTL(t *testing.T) {
+	ctx := context.Background()
+	db, events, _ := tables(t)
+	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
+	st := eventstore.Stream{Type: "T", ID: "ttl"}
+	if _, err := s.Append(ctx, st, 0, []event.Event{event.MustNew("E", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: 1, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSnapshots(ctx, st, 100); err != nil {
+		t.Fatal(err)
+	}
+	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), Key: map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: st.Key()}, "sk": &types.AttributeValueMemberN{Value: "1.5"}}})
+	if err != nil || out.Item == nil {
+		t.Fatalf("snapshot gone: %v", err)
+	}
+	exp, ok := out.Item["expiresAt"].(*types.AttributeValueMemberN)
+	if !ok || exp.Value <= fmt.Sprint(time.Now().Unix()) {
+		t.Fatalf("expiresAt = %v", out.Item["expiresAt"])
+	}
 }

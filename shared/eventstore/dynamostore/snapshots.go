@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
@@ -17,6 +18,9 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	item, err := marshalSnapshot(snap)
 	if err != nil {
 		return err
+	}
+	if s.snapshotTTL > 0 {
+		item[infra.AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(s.snapshotTTL).Unix(), 10)}
 	}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item})
 	return mapError(err)
@@ -91,6 +95,9 @@ scan:
 }
 
 func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
+	if s.snapshotTTL > 0 {
+		return nil // TTL removes them
+	}
 	var keys []map[string]types.AttributeValue
 	var start map[string]types.AttributeValue
 	for {

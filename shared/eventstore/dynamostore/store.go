@@ -42,6 +42,10 @@ type Store struct {
 	pageSize int32
 	now      func() time.Time
 
+	// snapshotTTL, when set, stamps snapshots with an expiry and leaves their deletion to
+	// DynamoDB's TTL, so the writers need no DeleteItem on the events table at all.
+	snapshotTTL time.Duration
+
 	mu   sync.Mutex
 	seen map[string]seenVersion // stream key → highest version seen to exist
 }
@@ -61,6 +65,10 @@ type Option func(*Store)
 // WithPageSize sets the reverse-query page used to find a snapshot and its tail
 // (default 128: one request while fewer events follow the newest snapshot).
 func WithPageSize(n int32) Option { return func(s *Store) { s.pageSize = n } }
+
+// WithSnapshotTTL lets DynamoDB's TTL delete snapshots this long after they were
+// written (the table's TTL attribute must be expiresAt); DeleteSnapshots then does nothing.
+func WithSnapshotTTL(d time.Duration) Option { return func(s *Store) { s.snapshotTTL = d } }
 
 // New returns a store over the events table.
 func New(db *dynamodb.Client, table string, opts ...Option) *Store {
