@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-unit vet fmt bench
+.PHONY: run test test-unit vet fmt bench FORCE
 
 ## --- core (owner: lead) ---------------------------------------------------------------
 run:
@@ -71,4 +71,36 @@ test-localstack:
 	ECM_TEST_DYNAMODB_ENDPOINT=$(LOCALSTACK) ECM_TEST_SQS_ENDPOINT=$(LOCALSTACK) \
 		$(GO) test -count=1 ./shared/eventstore/dynamostore/ ./shared/system/ ./infra/
 
-## --- build & deploy (owner: template helper) ------------------------------------------
+## --- build & deploy -----------------------------------------------------------------------
+# Lambda functions: every functions/<name>/ except local. A function's SAM logical id is
+# <Name>Function (ApiFunction → functions/api).
+LAMBDAS := $(filter-out local,$(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go)))))
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w"
+STACK ?= ecmstore
+.PHONY: build deploy deploy-localstack destroy
+
+build: $(foreach f,$(LAMBDAS),dist/$(f).zip)
+
+dist/%.zip: FORCE
+	@mkdir -p dist/$*
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o dist/$*/bootstrap ./functions/$*
+	$(GO) run ./infra/cmd/lambdazip $@ dist/$*/bootstrap
+	@ls -l dist/$*/bootstrap $@ | awk '{print $$5, $$9}'
+
+# `sam build` runs these (BuildMethod: makefile) with ARTIFACTS_DIR set.
+build-%Function:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) \
+		-o $(ARTIFACTS_DIR)/bootstrap ./functions/$(shell echo $* | tr A-Z a-z)
+
+deploy:
+	sam build && sam deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 \
+		--parameter-overrides JwtIssuer=$(JWT_ISSUER) JwtAudience=$(JWT_AUDIENCE) AlarmEmail=$(ALARM_EMAIL)
+
+deploy-localstack:
+	samlocal build && samlocal deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 \
+		--parameter-overrides JwtIssuer=https://localhost.localstack.cloud JwtAudience=local DeletionProtection=false
+
+destroy:
+	sam delete --stack-name $(STACK) --no-prompts
+
+FORCE:

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/system"
+	_ "github.com/ecmstore/ecmstore/shared/system/embedded"
+	_ "github.com/ecmstore/ecmstore/shared/system/postgres"
 )
 
 func main() {

@@ -63,8 +63,14 @@ type Backend struct {
 	AWS *AWSClients
 }
 
-// Opener opens a backend by name; backends register themselves in openers.go.
+// Opener opens a backend by name.
 type Opener func(ctx context.Context, c Config, log *slog.Logger) (Backend, error)
+
+// RegisterBackend makes a backend available to Open. Memory and DynamoDB are built in;
+// the embedded and PostgreSQL backends register from their own packages
+// (shared/system/embedded, shared/system/postgres) so that binaries that do not use them
+// (the Lambdas) do not link them.
+func RegisterBackend(name string, open Opener) { openers[name] = open }
 
 var openers = map[string]Opener{
 	"memory": func(context.Context, Config, *slog.Logger) (Backend, error) {
@@ -80,7 +86,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*System, error) {
 	}
 	open, ok := openers[c.EventStore]
 	if !ok {
-		return nil, fmt.Errorf("event store %q is not available", c.EventStore)
+		return nil, fmt.Errorf("event store %q is not linked into this binary", c.EventStore)
 	}
 	b, err := open(ctx, c, log)
 	if err != nil {

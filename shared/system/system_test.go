@@ -10,6 +10,8 @@ import (
 	"github.com/ecmstore/ecmstore/shared/api/apitest"
 	"github.com/ecmstore/ecmstore/shared/emulator"
 	"github.com/ecmstore/ecmstore/shared/system"
+	_ "github.com/ecmstore/ecmstore/shared/system/embedded"
+	_ "github.com/ecmstore/ecmstore/shared/system/postgres"
 )
 
 func quiet() *slog.Logger {
