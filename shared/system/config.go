@@ -32,6 +32,9 @@ type Config struct {
 	// Streams → projector) in process. Default: on with an endpoint override, off on AWS,
 	// where the mappings in template.yaml do it.
 	StreamPoller bool
+	// EnsureResources creates missing tables and queues at start: only for a local server
+	// with an endpoint override, never inside a Lambda (the template owns its resources).
+	EnsureResources bool
 	// SnapshotTTL (DynamoDB): snapshots expire through DynamoDB's TTL after this long
 	// instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
 	// where the function roles have no DeleteItem on the events table).
@@ -59,7 +62,9 @@ func FromEnv() (Config, error) {
 			c.EndpointOverride = true
 		}
 	}
-	c.StreamPoller = c.EndpointOverride && os.Getenv("AWS_LAMBDA_FUNCTION_NAME") == ""
+	inLambda := os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != ""
+	c.StreamPoller = c.EndpointOverride && !inLambda
+	c.EnsureResources = c.EndpointOverride && !inLambda
 	if v := os.Getenv("STREAM_POLLER"); v != "" {
 		c.StreamPoller = v == "on" || v == "true" || v == "1"
 	}

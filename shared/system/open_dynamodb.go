@@ -51,7 +51,7 @@ func openDynamoDB(ctx context.Context, c Config, log *slog.Logger) (Backend, err
 func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Logger, opts ...func(*dynamodb.Options)) (Backend, error) {
 	clients := &AWSClients{DynamoDB: dynamodb.NewFromConfig(cfg, opts...), Streams: dynamodbstreams.NewFromConfig(cfg),
 		SQS: sqs.NewFromConfig(cfg), QueueURL: c.DLQURL}
-	if c.EndpointOverride {
+	if c.EnsureResources {
 		url, err := infra.Ensure(ctx, clients.DynamoDB, clients.SQS, infra.Names{EventsTable: c.EventsTable,
 			ReadModelTable: c.ReadModelTable, DLQ: c.DLQName, DLQArchive: c.DLQName + "-archive"})
 		if err != nil {
