@@ -139,6 +139,9 @@ func (en *Engine) normalise(e event.Event) (event.Event, error) {
 // applyBatch applies consecutive events of one stream in one transaction. It stops at
 // the first event that is not the guard's next version and reports why.
 func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving bool) (Outcome, error) {
+	if r, ok := p.(Reactor); ok {
+		return en.react(ctx, r, events, redriving)
+	}
 	var outcome Outcome
 	st := eventstore.StreamOf(events[0])
 	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
@@ -419,4 +422,63 @@ func (en *Engine) deliverGroup(ctx context.Context, p Projection, group []event.
 		group = group[n:]
 	}
 	return nil
+}
+
+// Reactor is a projection with side effects beyond the document store (a saga issuing
+// commands). Its React runs outside any document-store transaction (commands take their
+// own locks); only its guard advances transactionally afterwards. React must therefore
+// be idempotent: it may run again for an event after a crash or a rebuild.
+type Reactor interface {
+	Projection
+	React(ctx context.Context, e event.Event) error
+}
+
+// react is applyBatch for reactors.
+func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, redriving bool) (Outcome, error) {
+	st := eventstore.StreamOf(events[0])
+	if !redriving {
+		var dl DeadLetter
+		parked, err := en.Docs.Get(ctx, parkedCollection(r.Name()), st.Key(), &dl)
+		if err != nil {
+			return Applied, err
+		}
+		if parked {
+			return Blocked, nil
+		}
+	}
+	g, err := en.Guard(ctx, r.Name(), st)
+	if err != nil {
+		return Applied, err
+	}
+	applied := 0
+	for _, e := range events {
+		switch {
+		case e.Version <= g:
+			continue
+		case e.Version > g+1:
+			return Gap, nil
+		}
+		if err := r.React(ctx, e); err != nil {
+			return Applied, &applyError{event: e, err: err}
+		}
+		err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			var cur guard
+			if _, err := tx.Get(ctx, guardCollection(r.Name()), st.Key(), &cur); err != nil {
+				return err
+			}
+			if cur.Version >= e.Version {
+				return nil // another delivery got there first
+			}
+			return tx.Put(ctx, guardCollection(r.Name()), st.Key(), guard{Version: e.Version})
+		})
+		if err != nil {
+			return Applied, err
+		}
+		g = e.Version
+		applied++
+	}
+	if applied == 0 {
+		return Duplicate, nil
+	}
+	return Applied, nil
 }

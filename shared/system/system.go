@@ -24,6 +24,7 @@ type System struct {
 	Logger   *slog.Logger
 	Registry *event.Registry
 	Store    eventstore.Backend // upcasting view of the backend
+	Raw      eventstore.Backend // the backend as stored (tools and tests that write old schemas)
 	Feed     eventstore.Feed    // nil on DynamoDB
 	Docs     docstore.Store
 	Engine   *projection.Engine
@@ -101,6 +102,7 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	if b.Close != nil {
 		s.closers = append(s.closers, b.Close)
 	}
+	s.Raw = b.Store
 	s.Store = eventstore.WithUpcasters(b.Store, s.Registry)
 	if b.Feed != nil {
 		s.Feed = s.Store.(eventstore.Feed)

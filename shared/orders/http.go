@@ -1,0 +1,118 @@
+package orders
+
+import (
+	"net/http"
+
+	"github.com/ecmstore/ecmstore/shared/aggregate"
+	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/docstore"
+)
+
+// HTTP serves /orders, /products and /customers/{id}/orders.
+type HTTP struct {
+	Orders   *aggregate.Repository[Order]
+	Products *aggregate.Repository[Product]
+	Docs     docstore.Store
+}
+
+func orderView(l aggregate.Loaded[Order]) any     { return l.State }
+func productView(l aggregate.Loaded[Product]) any { return publicProduct(l.State) }
+
+func publicProduct(p Product) map[string]any {
+	return map[string]any{"id": p.ID, "available": p.Available, "reserved": p.Reserved, "version": p.Version}
+}
+
+func (h HTTP) Routes(s *api.Server) {
+	s.Handle("POST /orders/{id}/place", func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var b struct {
+			CustomerID       string `json:"customerId"`
+			PaymentAccountID string `json:"paymentAccountId"`
+			Items            []Item `json:"items"`
+		}
+		if err := api.Decode(r, &b, false); err != nil {
+			return err
+		}
+		return api.Execute(s, w, r, h.Orders, id, Place(b.CustomerID, b.PaymentAccountID, b.Items), http.StatusCreated, orderView)
+	})
+	s.Handle("POST /orders/{id}/ship", func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var b struct{}
+		if err := api.Decode(r, &b, true); err != nil {
+			return err
+		}
+		return api.Execute(s, w, r, h.Orders, id, Ship(), http.StatusOK, orderView)
+	})
+	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return readModel(w, r, h.Docs, OrdersCollection, h.Orders, orderView, func(o *Order) int64 { return o.Version })
+	})
+	s.Handle("GET /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) error { return s.StreamEvents(w, r, AggregateType) })
+	s.Handle("POST /products/{id}/stock", func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var b struct {
+			Quantity *int `json:"quantity"`
+		}
+		if err := api.Decode(r, &b, false); err != nil {
+			return err
+		}
+		if b.Quantity == nil {
+			return api.BadRequest("quantity is required")
+		}
+		return api.Execute(s, w, r, h.Products, id, AddStock(*b.Quantity), http.StatusOK, productView)
+	})
+	s.Handle("GET /products/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return readModel(w, r, h.Docs, ProductsCollection, h.Products, productView, func(p *Product) int64 { return p.Version })
+	})
+	s.Handle("GET /customers/{id}/orders", func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var doc CustomerOrders
+		if _, err := h.Docs.Get(r.Context(), CustomersCollection, id, &doc); err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, map[string]any{"customerId": id, "orders": doc.Sorted()})
+		return nil
+	})
+}
+
+// readModel answers from the read model, replaying the store for as-of reads,
+// ?consistent=true, or a read model that has not caught up yet.
+func readModel[S any](w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
+	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64) error {
+	id, err := api.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	at, err := api.AsOf(r)
+	if err != nil {
+		return err
+	}
+	if at.IsZero() && r.URL.Query().Get("consistent") != "true" {
+		var st S
+		ok, err := docs.Get(r.Context(), coll, id, &st)
+		if err != nil {
+			return err
+		}
+		if ok {
+			api.WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), "")
+			return nil
+		}
+	}
+	l, err := api.Replay(r, repo, id)
+	if err != nil {
+		return err
+	}
+	api.WriteState(w, http.StatusOK, view(l), l.Version, api.LastID(l.Last))
+	return nil
+}
