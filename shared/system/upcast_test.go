@@ -63,9 +63,6 @@ func checkUpcasting(t *testing.T, sys *system.System) {
 	})
 }
 
-func contains(b []byte, s string) bool {
-	return len(b) > 0 && string(b) != "" && strings.Contains(string(b), s)
-}
 
 func TestUpcastingOnMemory(t *testing.T) {
 	checkUpcasting(t, start(t, system.Config{EventStore: "memory", SnapshotEvery: 3}))
