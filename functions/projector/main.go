@@ -1,6 +1,7 @@
-// Command projector is the DynamoDB Streams Lambda: it applies each batch of event
-// records to the read models in order, parks poison events in the SQS dead-letter queue
-// and answers with a partial batch response (ReportBatchItemFailures).
+// Command projector is the DynamoDB Streams Lambda for the read models: it applies each
+// batch of event records in order, parks poison events in the SQS dead-letter queue and
+// answers with a partial batch response (ReportBatchItemFailures). Sagas run in their
+// own function (functions/saga) on the same stream.
 package main
 
 import (
@@ -9,10 +10,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/ecmstore/ecmstore/shared/projection"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
 func main() {
 	sys := system.MustOpen(slog.New(slog.NewJSONHandler(os.Stdout, nil)))
-	lambda.Start(sys.Projector().Handle)
+	readModels := func(p projection.Projection) bool { return !projection.IsReactor(p) }
+	lambda.Start(sys.StreamHandler(readModels).Handle)
 }

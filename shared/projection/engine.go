@@ -482,3 +482,24 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 	}
 	return Applied, nil
 }
+
+// IsReactor reports whether p is a reactor (a saga) rather than a read model.
+func IsReactor(p Projection) bool {
+	_, ok := p.(Reactor)
+	return ok
+}
+
+// Subset returns an engine over the projections keep accepts, sharing this engine's
+// store, documents, registry, sink and hooks (the projector and saga Lambdas each run a
+// part of the system's projections).
+func (en *Engine) Subset(keep func(Projection) bool) *Engine {
+	var ps []Projection
+	for _, p := range en.projections {
+		if keep(p) {
+			ps = append(ps, p)
+		}
+	}
+	sub := NewEngine(en.Store, en.Docs, en.Registry, ps...)
+	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked = en.Sink, en.Logger, en.Attempts, en.OnParked
+	return sub
+}

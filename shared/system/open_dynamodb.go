@@ -15,6 +15,7 @@ import (
 	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/ddbstream"
 	"github.com/ecmstore/ecmstore/shared/eventstore/dynamostore"
+	"github.com/ecmstore/ecmstore/shared/projection"
 )
 
 // AWSClients are the clients of the DynamoDB backend.
@@ -90,9 +91,17 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 }
 
 // Projector is the stream handler over every projection of the system (read models and
-// sagas): what the projector Lambda runs, and what the local poller invokes.
-func (s *System) Projector() *ddbstream.Projector {
-	return &ddbstream.Projector{Engine: s.Engine, Decode: dynamostore.DecodeItem, Logger: s.Logger}
+// sagas): what the local poller invokes.
+func (s *System) Projector() *ddbstream.Projector { return s.StreamHandler(nil) }
+
+// StreamHandler is the stream handler over the projections keep accepts (all when nil):
+// the projector Lambda runs the read models, the saga Lambda the reactors.
+func (s *System) StreamHandler(keep func(projection.Projection) bool) *ddbstream.Projector {
+	en := s.Engine
+	if keep != nil {
+		en = en.Subset(keep)
+	}
+	return &ddbstream.Projector{Engine: en, Decode: dynamostore.DecodeItem, Logger: s.Logger}
 }
 
 // Redriver is the dead-letter queue consumer (the redrive Lambda).
