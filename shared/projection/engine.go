@@ -354,11 +354,37 @@ func (en *Engine) CatchUpStream(ctx context.Context, st eventstore.Stream) error
 }
 
 // CatchUpSince catches up every stream with events since t, for every projection (the
-// fallback when the stream records an on-failure record points at have expired).
+// fallback when the stream records an on-failure record points at have expired). Each
+// aggregate type is queried once, whatever the number of projections following it.
 func (en *Engine) CatchUpSince(ctx context.Context, t time.Time) error {
+	types := map[string]bool{}
 	for _, p := range en.projections {
-		if err := en.sweep(ctx, p, t); err != nil {
-			return err
+		for _, typ := range p.AggregateTypes() {
+			types[typ] = true
+		}
+	}
+	for typ := range types {
+		seen := map[string]bool{}
+		f := eventstore.Filter{AggregateType: typ, Since: t, Limit: eventstore.MaxPageSize}
+		for {
+			page, err := en.Store.Query(ctx, f)
+			if err != nil {
+				return err
+			}
+			for _, e := range page.Events {
+				st := eventstore.StreamOf(e)
+				if seen[st.Key()] {
+					continue
+				}
+				seen[st.Key()] = true
+				if err := en.CatchUpStream(ctx, st); err != nil && IsTransient(err) {
+					return err
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			f.Cursor = page.NextCursor
 		}
 	}
 	return nil
