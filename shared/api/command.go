@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
+	"github.com/ecmstore/ecmstore/shared/docstore"
 )
 
 // Execute runs a command from an HTTP request against a repository and writes the new
@@ -47,4 +48,35 @@ func Replay[S any](r *http.Request, repo *aggregate.Repository[S], id string) (a
 		return l, aggregate.NotFound(repo.Type(), id)
 	}
 	return l, nil
+}
+
+// ReadModelOrReplay answers GET /<things>/{id} from a read-model collection, replaying the store for as-of reads,
+// ?consistent=true, or a read model that has not caught up yet.
+func ReadModelOrReplay[S any](w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
+	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64) error {
+	id, err := PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	at, err := AsOf(r)
+	if err != nil {
+		return err
+	}
+	if at.IsZero() && r.URL.Query().Get("consistent") != "true" {
+		var st S
+		ok, err := docs.Get(r.Context(), coll, id, &st)
+		if err != nil {
+			return err
+		}
+		if ok {
+			WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), "")
+			return nil
+		}
+	}
+	l, err := Replay(r, repo, id)
+	if err != nil {
+		return err
+	}
+	WriteState(w, http.StatusOK, view(l), l.Version, LastID(l.Last))
+	return nil
 }

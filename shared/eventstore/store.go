@@ -53,6 +53,15 @@ type Filter struct {
 	Cursor        string    // opaque, from a previous Page.NextCursor
 }
 
+// Matches reports whether e passes the filter (cursor and limit aside).
+func (f Filter) Matches(e event.Event) bool {
+	return (f.EventType == "" || e.EventType == f.EventType) &&
+		(f.AggregateType == "" || e.AggregateType == f.AggregateType) &&
+		(f.CorrelationID == "" || e.Metadata.CorrelationID == f.CorrelationID) &&
+		(f.Since.IsZero() || !e.Timestamp.Before(f.Since)) &&
+		(f.Until.IsZero() || !e.Timestamp.After(f.Until))
+}
+
 // Page is one page of a Query. NextCursor is empty on the last page.
 type Page struct {
 	Events     []event.Event `json:"events"`

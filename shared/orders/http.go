@@ -50,7 +50,7 @@ func (h HTTP) Routes(s *api.Server) {
 		return api.Execute(s, w, r, h.Orders, id, Ship(), http.StatusOK, orderView)
 	})
 	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) error {
-		return readModel(w, r, h.Docs, OrdersCollection, h.Orders, orderView, func(o *Order) int64 { return o.Version })
+		return api.ReadModelOrReplay(w, r, h.Docs, OrdersCollection, h.Orders, orderView, func(o *Order) int64 { return o.Version })
 	})
 	s.Handle("GET /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) error { return s.StreamEvents(w, r, AggregateType) })
 	s.Handle("POST /products/{id}/stock", func(w http.ResponseWriter, r *http.Request) error {
@@ -70,7 +70,7 @@ func (h HTTP) Routes(s *api.Server) {
 		return api.Execute(s, w, r, h.Products, id, AddStock(*b.Quantity), http.StatusOK, productView)
 	})
 	s.Handle("GET /products/{id}", func(w http.ResponseWriter, r *http.Request) error {
-		return readModel(w, r, h.Docs, ProductsCollection, h.Products, productView, func(p *Product) int64 { return p.Version })
+		return api.ReadModelOrReplay(w, r, h.Docs, ProductsCollection, h.Products, productView, func(p *Product) int64 { return p.Version })
 	})
 	s.Handle("GET /customers/{id}/orders", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := api.PathID(r, "id")
@@ -84,35 +84,4 @@ func (h HTTP) Routes(s *api.Server) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"customerId": id, "orders": doc.Sorted()})
 		return nil
 	})
-}
-
-// readModel answers from the read model, replaying the store for as-of reads,
-// ?consistent=true, or a read model that has not caught up yet.
-func readModel[S any](w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
-	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64) error {
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
-	}
-	at, err := api.AsOf(r)
-	if err != nil {
-		return err
-	}
-	if at.IsZero() && r.URL.Query().Get("consistent") != "true" {
-		var st S
-		ok, err := docs.Get(r.Context(), coll, id, &st)
-		if err != nil {
-			return err
-		}
-		if ok {
-			api.WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), "")
-			return nil
-		}
-	}
-	l, err := api.Replay(r, repo, id)
-	if err != nil {
-		return err
-	}
-	api.WriteState(w, http.StatusOK, view(l), l.Version, api.LastID(l.Last))
-	return nil
 }

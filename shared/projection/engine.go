@@ -364,27 +364,14 @@ func (en *Engine) CatchUpSince(ctx context.Context, t time.Time) error {
 		}
 	}
 	for typ := range types {
-		seen := map[string]bool{}
-		f := eventstore.Filter{AggregateType: typ, Since: t, Limit: eventstore.MaxPageSize}
-		for {
-			page, err := en.Store.Query(ctx, f)
-			if err != nil {
+		err := en.eachStream(ctx, typ, t, func(st eventstore.Stream) error {
+			if err := en.CatchUpStream(ctx, st); err != nil && IsTransient(err) {
 				return err
 			}
-			for _, e := range page.Events {
-				st := eventstore.StreamOf(e)
-				if seen[st.Key()] {
-					continue
-				}
-				seen[st.Key()] = true
-				if err := en.CatchUpStream(ctx, st); err != nil && IsTransient(err) {
-					return err
-				}
-			}
-			if page.NextCursor == "" {
-				break
-			}
-			f.Cursor = page.NextCursor
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -137,36 +137,47 @@ func (en *Engine) Rebuild(ctx context.Context, name string) error {
 // since the given time.
 func (en *Engine) sweep(ctx context.Context, p Projection, since time.Time) error {
 	for _, typ := range p.AggregateTypes() {
-		seen := map[string]bool{}
-		f := eventstore.Filter{AggregateType: typ, Since: since, Limit: eventstore.MaxPageSize}
-		for {
-			page, err := en.Store.Query(ctx, f)
-			if err != nil {
-				return err
-			}
-			for _, e := range page.Events {
-				st := eventstore.StreamOf(e)
-				if seen[st.Key()] {
-					continue
+		err := en.eachStream(ctx, typ, since, func(st eventstore.Stream) error {
+			if err := en.catchUp(ctx, p, st, false); err != nil {
+				var ae *applyError
+				if !errors.As(err, &ae) {
+					return err
 				}
-				seen[st.Key()] = true
-				if err := en.catchUp(ctx, p, st, false); err != nil {
-					var ae *applyError
-					if !errors.As(err, &ae) {
-						return err
-					}
-					if err := en.park(ctx, p, ae.event, err); err != nil {
-						return err
-					}
-				}
+				return en.park(ctx, p, ae.event, err)
 			}
-			if page.NextCursor == "" {
-				break
-			}
-			f.Cursor = page.NextCursor
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// eachStream calls fn once for every stream of an aggregate type with events since t.
+func (en *Engine) eachStream(ctx context.Context, typ string, since time.Time, fn func(eventstore.Stream) error) error {
+	seen := map[string]bool{}
+	f := eventstore.Filter{AggregateType: typ, Since: since, Limit: eventstore.MaxPageSize}
+	for {
+		page, err := en.Store.Query(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Events {
+			st := eventstore.StreamOf(e)
+			if seen[st.Key()] {
+				continue
+			}
+			seen[st.Key()] = true
+			if err := fn(st); err != nil {
+				return err
+			}
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		f.Cursor = page.NextCursor
+	}
 }
 
 func (en *Engine) setStatus(ctx context.Context, name string, fn func(*statusDoc)) error {

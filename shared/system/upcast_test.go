@@ -63,7 +63,6 @@ func checkUpcasting(t *testing.T, sys *system.System) {
 	})
 }
 
-
 func TestUpcastingOnMemory(t *testing.T) {
 	checkUpcasting(t, start(t, system.Config{EventStore: "memory", SnapshotEvery: 3}))
 }

@@ -52,38 +52,12 @@ func (h HTTP) Routes(s *api.Server) {
 			return c, api.Decode(r, &b, true)
 		})
 	}
-	s.Handle("GET /tasks/{id}", h.get)
+	s.Handle("GET /tasks/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return api.ReadModelOrReplay(w, r, h.Docs, TasksCollection, h.Repo, view, func(t *Task) int64 { return t.Version })
+	})
 	s.Handle("GET /tasks/{id}/history", h.history(s))
 	s.Handle("GET /tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) error { return s.StreamEvents(w, r, AggregateType) })
 	s.Handle("GET /projects/{id}/analytics", h.analytics)
-}
-
-func (h HTTP) get(w http.ResponseWriter, r *http.Request) error {
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
-	}
-	at, err := api.AsOf(r)
-	if err != nil {
-		return err
-	}
-	if at.IsZero() && r.URL.Query().Get("consistent") != "true" {
-		var t Task
-		ok, err := h.Docs.Get(r.Context(), TasksCollection, id, &t)
-		if err != nil {
-			return err
-		}
-		if ok {
-			api.WriteState(w, http.StatusOK, t, t.Version, "")
-			return nil
-		}
-	}
-	l, err := api.Replay(r, h.Repo, id)
-	if err != nil {
-		return err
-	}
-	api.WriteState(w, http.StatusOK, l.State, l.Version, api.LastID(l.Last))
-	return nil
 }
 
 // HistoryEntry is one line of a task's audit trail.

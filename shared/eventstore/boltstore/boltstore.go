@@ -414,7 +414,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 			bucket, value = bByAggType, f.AggregateType
 		}
 		take := func(e event.Event) bool { // false: page full
-			if !matches(f, e) {
+			if !f.Matches(e) {
 				return true
 			}
 			if len(page.Events) == limit {
@@ -451,14 +451,6 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 		return nil
 	})
 	return page, err
-}
-
-func matches(f eventstore.Filter, e event.Event) bool {
-	return (f.EventType == "" || e.EventType == f.EventType) &&
-		(f.AggregateType == "" || e.AggregateType == f.AggregateType) &&
-		(f.CorrelationID == "" || e.Metadata.CorrelationID == f.CorrelationID) &&
-		(f.Since.IsZero() || !e.Timestamp.Before(f.Since)) &&
-		(f.Until.IsZero() || !e.Timestamp.After(f.Until))
 }
 
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {

@@ -117,7 +117,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	defer s.mu.RUnlock()
 	page := eventstore.Page{Events: []event.Event{}}
 	for _, e := range s.log[min(c.After, uint64(len(s.log))):] {
-		if !Matches(f, e) {
+		if !f.Matches(e) {
 			continue
 		}
 		if len(page.Events) == limit {
@@ -128,15 +128,6 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	}
 	page.Events = clone(page.Events)
 	return page, nil
-}
-
-// Matches reports whether e passes the filter (the cursor and limit aside).
-func Matches(f eventstore.Filter, e event.Event) bool {
-	return (f.EventType == "" || e.EventType == f.EventType) &&
-		(f.AggregateType == "" || e.AggregateType == f.AggregateType) &&
-		(f.CorrelationID == "" || e.Metadata.CorrelationID == f.CorrelationID) &&
-		(f.Since.IsZero() || !e.Timestamp.Before(f.Since)) &&
-		(f.Until.IsZero() || !e.Timestamp.After(f.Until))
 }
 
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
