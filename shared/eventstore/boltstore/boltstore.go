@@ -12,13 +12,13 @@
 // Layout (bbolt buckets):
 //
 //	log        position (8-byte big endian) → event JSON (the global, gap-free feed)
-//	streams    stream key 0x00 version (8B) → position
-//	heads      stream key → current version (8B)
-//	byType     event type 0x00 position → nil        (Query indexes)
-//	byAggType  aggregate type 0x00 position → nil
-//	byCorr     correlation id 0x00 position → nil
+//	streams    stream key 0x00 version (8B) → position (the last key of a stream is its head)
+//	idx        kind byte ('t' type, 'a' aggregate type, 'c' correlation) value 0x00 position → nil
 //	snapshots  stream key 0x00 version (8B) → snapshot JSON
 //	d:<coll>   document key → JSON (docstore)
+//
+// Few buckets per event matter: a commit writes every page the group dirtied, so each
+// extra bucket an append touches costs a page write inside the shared fsync.
 package boltstore
 
 import (
@@ -42,11 +42,15 @@ import (
 var (
 	bLog       = []byte("log")
 	bStreams   = []byte("streams")
-	bHeads     = []byte("heads")
-	bByType    = []byte("byType")
-	bByAggType = []byte("byAggType")
-	bByCorr    = []byte("byCorr")
+	bIndex     = []byte("idx")
 	bSnapshots = []byte("snapshots")
+)
+
+// Index kinds within the idx bucket.
+const (
+	idxType    = 't'
+	idxAggType = 'a'
+	idxCorr    = 'c'
 )
 
 // ErrLocked is returned by Open when another process holds the file.
@@ -91,7 +95,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bLog, bStreams, bHeads, bByType, bByAggType, bByCorr, bSnapshots} {
+		for _, b := range [][]byte{bLog, bStreams, bIndex, bSnapshots} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -281,22 +285,20 @@ func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) appendRes {
 			return appendRes{err: err}
 		}
 		pk := u64(pos)
+		idx := tx.Bucket(bIndex)
 		if err := firstErr(
 			logB.Put(pk, raw),
 			tx.Bucket(bStreams).Put(streamKey(key, out[i].Version), pk),
-			tx.Bucket(bByType).Put(indexKey(out[i].EventType, pos), nil),
-			tx.Bucket(bByAggType).Put(indexKey(out[i].AggregateType, pos), nil),
+			idx.Put(indexKey(idxType, out[i].EventType, pos), nil),
+			idx.Put(indexKey(idxAggType, out[i].AggregateType, pos), nil),
 		); err != nil {
 			return appendRes{err: err}
 		}
 		if c := out[i].Metadata.CorrelationID; c != "" {
-			if err := tx.Bucket(bByCorr).Put(indexKey(c, pos), nil); err != nil {
+			if err := idx.Put(indexKey(idxCorr, c, pos), nil); err != nil {
 				return appendRes{err: err}
 			}
 		}
-	}
-	if err := tx.Bucket(bHeads).Put([]byte(key), u64(uint64(out[len(out)-1].Version))); err != nil {
-		return appendRes{err: err}
 	}
 	return appendRes{events: out}
 }
@@ -320,16 +322,28 @@ func streamKey(key string, version int64) []byte {
 	return append(append([]byte(key), 0), u64(uint64(version))...)
 }
 
-func indexKey(value string, pos uint64) []byte {
-	return append(append([]byte(value), 0), u64(pos)...)
+func indexPrefix(kind byte, value string) []byte {
+	return append(append([]byte{kind}, value...), 0)
 }
 
+func indexKey(kind byte, value string, pos uint64) []byte {
+	return append(indexPrefix(kind, value), u64(pos)...)
+}
+
+// head is the stream's current version: its last key in the streams bucket.
 func head(tx *bolt.Tx, key string) int64 {
-	v := tx.Bucket(bHeads).Get([]byte(key))
-	if v == nil {
+	c := tx.Bucket(bStreams).Cursor()
+	prefix := append([]byte(key), 0)
+	k, _ := c.Seek(streamKey(key, 1<<62))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
 		return 0
 	}
-	return int64(binary.BigEndian.Uint64(v))
+	return int64(binary.BigEndian.Uint64(k[len(prefix):]))
 }
 
 func getEvent(tx *bolt.Tx, pos []byte) (event.Event, error) {
@@ -403,15 +417,15 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	limit := eventstore.PageSize(f.Limit)
 	page := eventstore.Page{Events: []event.Event{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		var bucket []byte
+		var kind byte
 		var value string
 		switch {
 		case f.CorrelationID != "":
-			bucket, value = bByCorr, f.CorrelationID
+			kind, value = idxCorr, f.CorrelationID
 		case f.EventType != "":
-			bucket, value = bByType, f.EventType
+			kind, value = idxType, f.EventType
 		case f.AggregateType != "":
-			bucket, value = bByAggType, f.AggregateType
+			kind, value = idxAggType, f.AggregateType
 		}
 		take := func(e event.Event) bool { // false: page full
 			if !f.Matches(e) {
@@ -424,7 +438,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 			page.Events = append(page.Events, e)
 			return true
 		}
-		if bucket == nil {
+		if kind == 0 {
 			cur := tx.Bucket(bLog).Cursor()
 			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
 				var e event.Event
@@ -437,9 +451,9 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 			}
 			return nil
 		}
-		prefix := append([]byte(value), 0)
-		cur := tx.Bucket(bucket).Cursor()
-		for k, _ := cur.Seek(indexKey(value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		prefix := indexPrefix(kind, value)
+		cur := tx.Bucket(bIndex).Cursor()
+		for k, _ := cur.Seek(indexKey(kind, value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			e, err := getEvent(tx, k[len(prefix):])
 			if err != nil {
 				return err
