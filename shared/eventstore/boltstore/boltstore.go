@@ -37,6 +37,7 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore/groupcommit"
 )
 
 var (
@@ -60,13 +61,10 @@ var ErrLocked = errors.New("boltstore: the store file is in use by another proce
 type Store struct {
 	db      *bolt.DB
 	now     func() time.Time
-	reqs    chan *appendReq
-	stop    chan struct{}
-	stopped chan struct{}
+	batcher *groupcommit.Batcher[*appendReq]
 	closing sync.Once
 
-	lastTS    time.Time // committer-owned: keeps store-assigned timestamps in position order
-	lastGroup int       // committer-owned: size of the previous commit group
+	lastTS time.Time // committer-owned: keeps store-assigned timestamps in position order
 }
 
 var (
@@ -106,11 +104,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	s := &Store{db: db, now: event.Now, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Store{db: db, now: event.Now}
 	for _, o := range opts {
 		o(s)
 	}
-	go s.commitLoop()
+	s.batcher = groupcommit.New(s.commit, func(r *appendReq) { r.done <- appendRes{err: ErrClosed} })
 	return s, nil
 }
 
@@ -118,8 +116,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.closing.Do(func() {
-		close(s.stop)
-		<-s.stopped
+		s.batcher.Close()
 		err = s.db.Close()
 	})
 	return err
@@ -151,74 +148,15 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 		return nil, err
 	}
 	req := &appendReq{stream: st, expected: expected, events: events, done: make(chan appendRes, 1)}
-	select {
-	case s.reqs <- req:
-	case <-s.stop:
+	if err := s.batcher.Submit(ctx, req); errors.Is(err, groupcommit.ErrClosed) {
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	} else if err != nil {
+		return nil, err
 	}
 	// Once queued the append completes either way; waiting for it keeps "acknowledged"
 	// meaning "durable".
 	res := <-req.done
 	return res.events, res.err
-}
-
-const maxGroup = 512
-
-func (s *Store) commitLoop() {
-	defer close(s.stopped)
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.reqs:
-		case <-s.stop:
-			s.drainClosed()
-			return
-		}
-		group := []*appendReq{first}
-		// Writers acknowledged by the last commit are still waking up to send their next
-		// append. When the last group was shared, give them a moment (far less than an
-		// fsync) to join this one; a lone writer never waits.
-		if expect := s.lastGroup; expect > 1 {
-			timer := time.NewTimer(groupWait)
-		gather:
-			for len(group) < expect {
-				select {
-				case r := <-s.reqs:
-					group = append(group, r)
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-		}
-	drain:
-		for len(group) < maxGroup {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		s.lastGroup = len(group)
-		s.commit(group)
-	}
-}
-
-// groupWait bounds how long the committer waits for writers of the previous group.
-const groupWait = 500 * time.Microsecond
-
-func (s *Store) drainClosed() {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.done <- appendRes{err: ErrClosed}
-		default:
-			return
-		}
-	}
 }
 
 func (s *Store) commit(group []*appendReq) {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore/groupcommit"
 )
 
 const appendLock = 7201550002 // advisory lock serialising position allocation
@@ -36,12 +37,9 @@ const appendLock = 7201550002 // advisory lock serialising position allocation
 type Store struct {
 	pool    *pgxpool.Pool
 	now     func() time.Time
-	reqs    chan *appendReq
-	stop    chan struct{}
-	stopped chan struct{}
+	batcher *groupcommit.Batcher[*appendReq]
 	once    sync.Once
-	lastTS  time.Time
-	lastN   int
+	lastTS  time.Time // committer-owned: store-assigned timestamps never go back
 }
 
 var (
@@ -67,8 +65,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: migrate: %w", err)
 	}
-	s := &Store{pool: pool, now: event.Now, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{})}
-	go s.commitLoop()
+	s := &Store{pool: pool, now: event.Now}
+	s.batcher = groupcommit.New(s.commit, func(r *appendReq) { r.done <- appendRes{err: ErrClosed} })
+	s.batcher.MaxGroup = 256
 	return s, nil
 }
 
@@ -78,8 +77,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Close stops the committer and closes the pool.
 func (s *Store) Close() error {
 	s.once.Do(func() {
-		close(s.stop)
-		<-s.stopped
+		s.batcher.Close()
 		s.pool.Close()
 	})
 	return nil
@@ -108,59 +106,13 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 		return nil, err
 	}
 	req := &appendReq{stream: st, expected: expected, events: events, done: make(chan appendRes, 1)}
-	select {
-	case s.reqs <- req:
-	case <-s.stop:
+	if err := s.batcher.Submit(ctx, req); errors.Is(err, groupcommit.ErrClosed) {
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	} else if err != nil {
+		return nil, err
 	}
 	res := <-req.done
 	return res.events, res.err
-}
-
-func (s *Store) commitLoop() {
-	defer close(s.stopped)
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.reqs:
-		case <-s.stop:
-			for {
-				select {
-				case r := <-s.reqs:
-					r.done <- appendRes{err: ErrClosed}
-				default:
-					return
-				}
-			}
-		}
-		group := []*appendReq{first}
-		if s.lastN > 1 { // writers of the last group are about to send again: let them join
-			timer := time.NewTimer(300 * time.Microsecond)
-		gather:
-			for len(group) < s.lastN {
-				select {
-				case r := <-s.reqs:
-					group = append(group, r)
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-		}
-	drain:
-		for len(group) < 256 {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		s.lastN = len(group)
-		s.commit(group)
-	}
 }
 
 func (s *Store) commit(group []*appendReq) {
