@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -185,4 +186,35 @@ func readAll(r *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// PurgeIdempotency deletes expired idempotency records and returns how many it removed.
+// DynamoDB's TTL does this on AWS; the local backends run it periodically.
+func PurgeIdempotency(ctx context.Context, docs docstore.Store, now time.Time) (int, error) {
+	var expired []string
+	err := docs.List(ctx, idempotencyCollection, func(key string, raw json.RawMessage) error {
+		var rec idempotencyRecord
+		if json.Unmarshal(raw, &rec) == nil && rec.ExpiresAt <= now.Unix() {
+			expired = append(expired, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for start := 0; start < len(expired); start += docstore.MaxUpdateWrites {
+		chunk := expired[start:min(start+docstore.MaxUpdateWrites, len(expired))]
+		err := docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			for _, k := range chunk {
+				if err := tx.Delete(ctx, idempotencyCollection, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return start, err
+		}
+	}
+	return len(expired), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/api"
@@ -141,6 +142,9 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	if b.Loops != nil {
 		s.loops = append(s.loops, b.Loops(s)...)
 	}
+	if b.AWS == nil { // DynamoDB's TTL expires idempotency records; elsewhere we purge them
+		s.loops = append(s.loops, s.purgeIdempotency)
+	}
 	s.SetActor(api.HeaderActor)
 	return s
 }
@@ -151,6 +155,23 @@ func (s *System) SetActor(actor func(*http.Request) string) {
 	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
 		Accounts: s.Accounts, Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.modules(),
 		Actor: actor})
+}
+
+func (s *System) purgeIdempotency(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := api.PurgeIdempotency(ctx, s.Docs, time.Now()); err != nil {
+				s.Logger.Warn("idempotency purge", "err", err)
+			} else if n > 0 {
+				s.Logger.Info("idempotency records purged", "count", n)
+			}
+		}
+	}
 }
 
 // AddLoop registers a background loop for Start (the DynamoDB stream poller).
