@@ -103,10 +103,11 @@ func (en *Engine) RedriveOne(ctx context.Context, projection string, st eventsto
 }
 
 // Rebuild empties a projection and replays every stream it follows from the event store
-// (not from a stream with 24-hour retention). Live delivery to it waits meanwhile in this
-// process; other processes (the projector Lambda) see the rebuilding flag and fill any
-// gap they meet from the store. A second sweep picks up streams that changed during the
-// first.
+// (not from a stream with 24-hour retention). Live delivery to it in this process waits
+// meanwhile, and a second sweep picks up streams that changed during the first. Delivery
+// in other processes (the projector Lambda) is not paused: GET /projections shows the
+// projection as rebuilding, and on AWS a rebuild should run with the projector's event
+// source mapping disabled.
 func (en *Engine) Rebuild(ctx context.Context, name string) error {
 	p, err := en.Lookup(name)
 	if err != nil {
