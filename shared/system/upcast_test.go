@@ -50,7 +50,8 @@ func checkUpcasting(t *testing.T, sys *system.System) {
 				} `json:"payload"`
 			} `json:"events"`
 		}
-		if err := json.Unmarshal(r.Raw, &page); err != nil || len(page.Events) != 1 ||
+		// The saga may already have cancelled the order (v2): only the placed event is checked.
+		if err := json.Unmarshal(r.Raw, &page); err != nil || len(page.Events) < 1 ||
 			page.Events[0].SchemaVersion != 2 || page.Events[0].Payload.TotalAmount.String() != total {
 			t.Fatalf("%s: %s", path, r.Raw)
 		}

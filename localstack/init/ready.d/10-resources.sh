@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# LocalStack ready hook: creates the same resources as infra/ (and template.yaml). The
-# table definitions are JSON generated from infra by `go test ./infra -run LocalStack
-# -update`, and a test keeps them equal.
+# LocalStack ready hook: creates the resources infra.Ensure creates on the emulators and
+# template.yaml on AWS — the events table (three GSIs, NEW_IMAGE stream), the read-model
+# table, TTL on expiresAt for both, the dead-letter queue and its archive. The JSON files
+# are generated from infra's Go definitions (go test ./infra -run LocalStack -update) and
+# a test keeps them equal. Safe to run again: existing resources are left as they are.
 set -euo pipefail
-dir="$(cd "$(dirname "$0")/.." && pwd)"
-for t in events readmodels; do
-  name="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["TableName"])' "$dir/tables/$t.json")"
-  awslocal dynamodb describe-table --table-name "$name" >/dev/null 2>&1 ||
-    awslocal dynamodb create-table --cli-input-json "file://$dir/tables/$t.json"
-done
-awslocal dynamodb update-time-to-live --table-name ecm-readmodels \
-  --time-to-live-specification Enabled=true,AttributeName=expiresAt >/dev/null 2>&1 || true
-archive_url="$(awslocal sqs create-queue --queue-name ecm-dead-letters-archive \
-  --attributes MessageRetentionPeriod=1209600 --query QueueUrl --output text)"
-archive_arn="$(awslocal sqs get-queue-attributes --queue-url "$archive_url" \
-  --attribute-names QueueArn --query Attributes.QueueArn --output text)"
-awslocal sqs create-queue --queue-name ecm-dead-letters --attributes "{
-  \"MessageRetentionPeriod\": \"1209600\",
-  \"SqsManagedSseEnabled\": \"true\",
-  \"VisibilityTimeout\": \"60\",
-  \"RedrivePolicy\": \"{\\\"deadLetterTargetArn\\\":\\\"$archive_arn\\\",\\\"maxReceiveCount\\\":\\\"5\\\"}\"
-}" >/dev/null
-echo "ecmstore resources ready"
+init="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+create_table() { # table-name json-file
+  if awslocal dynamodb describe-table --table-name "$1" >/dev/null 2>&1; then
+    echo "table $1 exists"
+  else
+    awslocal dynamodb create-table --cli-input-json "file://$init/$2" >/dev/null
+    awslocal dynamodb wait table-exists --table-name "$1"
+    echo "table $1 created"
+  fi
+  status="$(awslocal dynamodb describe-time-to-live --table-name "$1" \
+    --query TimeToLiveDescription.TimeToLiveStatus --output text)"
+  if [ "$status" != ENABLED ] && [ "$status" != ENABLING ]; then
+    awslocal dynamodb update-time-to-live --table-name "$1" \
+      --time-to-live-specification Enabled=true,AttributeName=expiresAt >/dev/null
+  fi
+}
+
+create_table ecm-events tables/events.json
+create_table ecm-readmodels tables/readmodels.json
+
+# The archive first: the dead-letter queue's redrive policy names its ARN. CreateQueue with
+# the same attributes is idempotent.
+awslocal sqs create-queue --cli-input-json "file://$init/queues/dead-letters-archive.json" >/dev/null
+awslocal sqs create-queue --cli-input-json "file://$init/queues/dead-letters.json" >/dev/null
+echo "queues ecm-dead-letters-archive and ecm-dead-letters ready"

@@ -4,28 +4,31 @@
 //
 // Durability and throughput come from group commit: appends go to one committer
 // goroutine, which takes every request already waiting, applies them all in a single
-// write transaction (each checked on its own: a conflict fails that request only) and
+// write transaction (each checked on its own against the transaction's state: a conflict
+// fails that request only, and two appends to one stream in a group see each other) and
 // commits once — one fsync for the whole group — before acknowledging any of them. An
 // acknowledged append is on disk; concurrent writers share fsyncs instead of queueing
-// for one each.
+// for one each. Validation and JSON encoding happen in the appending goroutine, so the
+// serial part of a commit is little more than key lookups and puts. Document updates
+// (read models, guards, idempotency records) go through the same committer, each with
+// its writes buffered until its function succeeds, so they share those fsyncs too.
 //
 // Layout (bbolt buckets):
 //
-//	log        position (8-byte big endian) → event JSON (the global, gap-free feed)
+//	log        position (8-byte big endian) → header (version, timestamp) + event JSON
 //	streams    stream key 0x00 version (8B) → position (the last key of a stream is its head)
 //	idx        kind byte ('t' type, 'a' aggregate type, 'c' correlation) value 0x00 position → nil
 //	snapshots  stream key 0x00 version (8B) → snapshot JSON
+//	clock      empty; its sequence is the last timestamp the store assigned (µs)
 //	d:<coll>   document key → JSON (docstore)
 //
 // Few buckets per event matter: a commit writes every page the group dirtied, so each
-// extra bucket an append touches costs a page write inside the shared fsync.
+// extra bucket an append touches costs a page write inside the shared fsync. The clock
+// costs none: a bucket's sequence lives in the root page, which every commit rewrites.
 package boltstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -45,26 +48,29 @@ var (
 	bStreams   = []byte("streams")
 	bIndex     = []byte("idx")
 	bSnapshots = []byte("snapshots")
-)
-
-// Index kinds within the idx bucket.
-const (
-	idxType    = 't'
-	idxAggType = 'a'
-	idxCorr    = 'c'
+	bClock     = []byte("clock")
 )
 
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("boltstore: the store file is in use by another process")
 
+// ErrClosed is returned for appends after Close.
+var ErrClosed = errors.New("boltstore: closed")
+
 // Store is the embedded backend. Safe for concurrent use; Close it when done.
 type Store struct {
-	db      *bolt.DB
-	now     func() time.Time
-	batcher *groupcommit.Batcher[*appendReq]
-	closing sync.Once
+	db          *bolt.DB
+	now         func() time.Time
+	lockTimeout time.Duration
+	batcher     *groupcommit.Batcher[*request]
+	closing     sync.Once
 
-	lastTS time.Time // committer-owned: keeps store-assigned timestamps in position order
+	// Committer-owned: the last timestamp the store assigned, so that store-assigned
+	// timestamps follow position order even when the wall clock steps back (also across
+	// restarts: it is persisted with every commit).
+	lastTS time.Time
+	// Committer-owned: how many write transactions the committer has used (tests).
+	commits int
 }
 
 var (
@@ -78,14 +84,23 @@ type Option func(*Store)
 // WithClock sets the clock that assigns event timestamps (tests).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
-// Open opens (or creates) the store file at path.
+// WithLockTimeout sets how long Open waits for another process to release the file
+// before it fails with ErrLocked (default one second).
+func WithLockTimeout(d time.Duration) Option { return func(s *Store) { s.lockTimeout = d } }
+
+// Open opens (or creates, mode 0600) the store file at path.
 func Open(path string, opts ...Option) (*Store, error) {
+	s := &Store{now: event.Now, lockTimeout: time.Second}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	// NoFreelistSync: the freelist is rebuilt on open instead of written on every commit,
-	// which removes pages from every fsync; durability of the data is unchanged.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// which removes pages from every fsync; durability of the data is unchanged. NoSync
+	// stays false: every commit is fsynced before Append returns.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: s.lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
@@ -93,152 +108,254 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bLog, bStreams, bIndex, bSnapshots} {
+		for _, b := range [][]byte{bLog, bStreams, bIndex, bSnapshots, bClock} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
+		if us := tx.Bucket(bClock).Sequence(); us > 0 {
+			s.lastTS = time.UnixMicro(int64(us)).UTC()
+		}
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	s := &Store{db: db, now: event.Now}
-	for _, o := range opts {
-		o(s)
-	}
-	s.batcher = groupcommit.New(s.commit, func(r *appendReq) { r.done <- appendRes{err: ErrClosed} })
+	s.db = db
+	s.batcher = groupcommit.New(s.commit, func(r *request) { r.done <- result{err: ErrClosed} })
 	return s, nil
 }
 
-// Close stops the committer and closes the file.
+// Close stops the committer (appends and updates still queued are answered with
+// ErrClosed) and closes the file.
 func (s *Store) Close() error {
 	var err error
 	s.closing.Do(func() {
 		s.batcher.Close()
-		err = s.db.Close()
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("boltstore: close: %w", cerr)
+		}
 	})
 	return err
 }
 
-// ErrClosed is returned for appends after Close.
-var ErrClosed = errors.New("boltstore: closed")
+// request is one unit of work for the committer: an append or a document update.
+type request struct {
+	append *appendReq // exactly one of append and update is set
+	update *updateReq
+	done   chan result
+}
+
+type result struct {
+	events   []event.Event
+	err      error
+	panicked bool // the update function panicked with panicVal: re-raised in its caller
+	panicVal any
+}
 
 type appendReq struct {
 	stream   eventstore.Stream
+	key      string
 	expected int64
-	events   []event.Event
-	done     chan appendRes
+	drafts   []event.Event // as given: an idempotent retry is recognised by their ids
+	prepared []event.Event // versions 1..n; a zero timestamp is the store's to assign
+	values   [][]byte      // encoded envelopes, header to be filled by the committer
 }
 
-type appendRes struct {
-	events []event.Event
-	err    error
+// ErrNested is returned by a write (Append, Update, snapshots, DeleteCollection) made
+// with the context an Update function received: it would wait for the commit that is
+// waiting for it.
+var ErrNested = errors.New("boltstore: write from inside an Update function")
+
+type insideUpdate struct{}
+
+func (s *Store) nested(ctx context.Context) bool { return ctx.Value(insideUpdate{}) == s }
+
+// submit hands r to the committer and waits for its answer. Once queued, a request
+// completes whatever its context does: "acknowledged" keeps meaning "durable".
+func (s *Store) submit(ctx context.Context, r *request) result {
+	if err := ctx.Err(); err != nil {
+		return result{err: err}
+	}
+	if s.nested(ctx) {
+		return result{err: ErrNested}
+	}
+	if err := s.batcher.Submit(ctx, r); errors.Is(err, groupcommit.ErrClosed) {
+		return result{err: ErrClosed}
+	} else if err != nil {
+		return result{err: err}
+	}
+	return <-r.done
 }
 
 func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event) ([]event.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if expected < eventstore.Any {
-		return nil, eventstore.Invalid("expected version %d is neither a version nor a sentinel", expected)
-	}
-	if err := eventstore.CheckAppend(st, events); err != nil {
+	a, err := newAppendReq(st, expected, events)
+	if err != nil {
 		return nil, err
 	}
-	req := &appendReq{stream: st, expected: expected, events: events, done: make(chan appendRes, 1)}
-	if err := s.batcher.Submit(ctx, req); errors.Is(err, groupcommit.ErrClosed) {
-		return nil, ErrClosed
-	} else if err != nil {
-		return nil, err
-	}
-	// Once queued the append completes either way; waiting for it keeps "acknowledged"
-	// meaning "durable".
-	res := <-req.done
+	res := s.submit(ctx, &request{append: a, done: make(chan result, 1)})
 	return res.events, res.err
 }
 
-func (s *Store) commit(group []*appendReq) {
-	results := make([]appendRes, len(group))
-	lastTS := s.lastTS
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		lastTS = s.lastTS
-		for i, r := range group {
-			results[i] = s.apply(tx, r, &lastTS)
-		}
-		return nil
-	})
+// newAppendReq validates and encodes an append in the caller's goroutine, leaving the
+// committer only what depends on the stream's state: versions, positions, timestamps.
+func newAppendReq(st eventstore.Stream, expected int64, events []event.Event) (*appendReq, error) {
+	if expected < eventstore.Any {
+		return nil, eventstore.Invalid("expected version %d is neither a version nor a sentinel", expected)
+	}
+	// A zero clock leaves zero timestamps zero: the committer assigns them, in order.
+	prepared, err := eventstore.Prepare(st, 0, events, time.Time{})
 	if err != nil {
-		err = fmt.Errorf("boltstore: commit: %w", err)
-	} else {
-		s.lastTS = lastTS
+		return nil, err
+	}
+	values := make([][]byte, len(prepared))
+	for i, e := range prepared {
+		if values[i], err = encodeBody(e); err != nil {
+			return nil, err
+		}
+	}
+	return &appendReq{stream: st, key: st.Key(), expected: expected, drafts: events, prepared: prepared, values: values}, nil
+}
+
+// storageError marks a failure of bbolt itself while applying one request (as opposed to
+// a conflict or an error of an update function): the group's transaction is rolled back
+// so that the request leaves no partial write, and the rest of the group runs again
+// without it.
+type storageError struct {
+	req int
+	err error
+}
+
+func (e *storageError) Error() string { return e.err.Error() }
+
+func (s *Store) commit(group []*request) {
+	results := make([]result, len(group))
+	pending := make([]int, len(group))
+	for i := range pending {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		lastTS := s.lastTS
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, i := range pending {
+				var res result
+				var err error
+				if r := group[i]; r.append != nil {
+					res, err = s.apply(tx, r.append, &lastTS)
+				} else {
+					res, err = s.runUpdate(tx, r.update)
+				}
+				if err != nil {
+					return &storageError{req: i, err: err}
+				}
+				results[i] = res
+			}
+			if lastTS.After(s.lastTS) && lastTS.UnixMicro() > 0 {
+				return tx.Bucket(bClock).SetSequence(uint64(lastTS.UnixMicro()))
+			}
+			return nil
+		})
+		s.commits++
+		var se *storageError
+		switch {
+		case err == nil:
+			s.lastTS = lastTS
+			pending = nil
+		case errors.As(err, &se):
+			what := "update"
+			if a := group[se.req].append; a != nil {
+				what = "append to " + a.stream.String()
+			}
+			results[se.req] = result{err: fmt.Errorf("boltstore: %s: %w", what, se.err)}
+			pending = without(pending, se.req)
+		default: // the commit itself failed: nothing of the group was written
+			for _, i := range pending {
+				results[i] = result{err: fmt.Errorf("boltstore: commit: %w", err)}
+			}
+			pending = nil
+		}
 	}
 	for i, r := range group {
-		if err != nil {
-			r.done <- appendRes{err: err}
-			continue
-		}
 		r.done <- results[i]
 	}
 }
 
-// apply runs one append inside the group's transaction. It writes nothing unless the
-// whole append is valid, so a failed request leaves no trace in the shared transaction.
-func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) appendRes {
-	key := r.stream.Key()
-	current := head(tx, key)
-	n := int64(len(r.events))
+func without(list []int, v int) []int {
+	out := list[:0:0]
+	for _, x := range list {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// apply runs one append inside the group's transaction, against the state earlier
+// appends of the group left. A conflict or an idempotent retry writes nothing; a non-nil
+// error is a storage failure that must abort the transaction.
+func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, error) {
+	current := head(tx, r.key)
+	n := int64(len(r.drafts))
 	if r.expected != eventstore.Any && r.expected != current {
 		if r.expected >= 0 && r.expected+n <= current {
-			if stored := loadRange(tx, key, r.expected+1, r.expected+n); eventstore.SameEvents(stored, r.events) {
-				return appendRes{events: stored}
+			stored, err := loadRange(tx, r.key, r.expected+1, r.expected+n)
+			if err != nil {
+				return result{}, err
+			}
+			if eventstore.SameEvents(stored, r.drafts) {
+				return result{events: stored}, nil
 			}
 		}
-		return appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}
+		return result{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}, nil
 	}
 	if r.expected == eventstore.Any && current >= n {
-		if stored := loadRange(tx, key, current-n+1, current); eventstore.SameEvents(stored, r.events) {
-			return appendRes{events: stored}
+		stored, err := loadRange(tx, r.key, current-n+1, current)
+		if err != nil {
+			return result{}, err
+		}
+		if eventstore.SameEvents(stored, r.drafts) {
+			return result{events: stored}, nil
 		}
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if !now.After(*lastTS) {
 		now = lastTS.Add(time.Microsecond)
 	}
-	out, err := eventstore.Prepare(r.stream, current, r.events, now)
-	if err != nil {
-		return appendRes{err: err}
-	}
-	*lastTS = now
-	logB := tx.Bucket(bLog)
-	for i := range out {
+	out := make([]event.Event, len(r.prepared))
+	logB, streams, idx := tx.Bucket(bLog), tx.Bucket(bStreams), tx.Bucket(bIndex)
+	for i, e := range r.prepared {
+		e.Version = current + int64(i) + 1
+		if e.Timestamp.IsZero() {
+			e.Timestamp = now
+			*lastTS = now
+		}
 		pos, err := logB.NextSequence()
 		if err != nil {
-			return appendRes{err: err}
+			return result{}, err
 		}
-		out[i].Position = pos
-		raw, err := json.Marshal(out[i])
-		if err != nil {
-			return appendRes{err: err}
-		}
+		e.Position = pos
+		setHeader(r.values[i], e.Version, e.Timestamp)
 		pk := u64(pos)
-		idx := tx.Bucket(bIndex)
 		if err := firstErr(
-			logB.Put(pk, raw),
-			tx.Bucket(bStreams).Put(streamKey(key, out[i].Version), pk),
-			idx.Put(indexKey(idxType, out[i].EventType, pos), nil),
-			idx.Put(indexKey(idxAggType, out[i].AggregateType, pos), nil),
+			logB.Put(pk, r.values[i]),
+			streams.Put(streamKey(r.key, e.Version), pk),
+			idx.Put(indexKey(idxType, e.EventType, pos), nil),
+			idx.Put(indexKey(idxAggType, e.AggregateType, pos), nil),
 		); err != nil {
-			return appendRes{err: err}
+			return result{}, err
 		}
-		if c := out[i].Metadata.CorrelationID; c != "" {
+		if c := e.Metadata.CorrelationID; c != "" {
 			if err := idx.Put(indexKey(idxCorr, c, pos), nil); err != nil {
-				return appendRes{err: err}
+				return result{}, err
 			}
 		}
+		out[i] = e
 	}
-	return appendRes{events: out}
+	return result{events: out}, nil
 }
 
 func firstErr(errs ...error) error {
@@ -248,254 +365,4 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-func u64(v uint64) []byte {
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, v)
-	return b
-}
-
-func streamKey(key string, version int64) []byte {
-	return append(append([]byte(key), 0), u64(uint64(version))...)
-}
-
-func indexPrefix(kind byte, value string) []byte {
-	return append(append([]byte{kind}, value...), 0)
-}
-
-func indexKey(kind byte, value string, pos uint64) []byte {
-	return append(indexPrefix(kind, value), u64(pos)...)
-}
-
-// head is the stream's current version: its last key in the streams bucket.
-func head(tx *bolt.Tx, key string) int64 {
-	c := tx.Bucket(bStreams).Cursor()
-	prefix := append([]byte(key), 0)
-	k, _ := c.Seek(streamKey(key, 1<<62))
-	if k == nil {
-		k, _ = c.Last()
-	} else {
-		k, _ = c.Prev()
-	}
-	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(k[len(prefix):]))
-}
-
-func getEvent(tx *bolt.Tx, pos []byte) (event.Event, error) {
-	var e event.Event
-	raw := tx.Bucket(bLog).Get(pos)
-	if raw == nil {
-		return e, fmt.Errorf("boltstore: position %d missing from the log", binary.BigEndian.Uint64(pos))
-	}
-	return e, json.Unmarshal(raw, &e)
-}
-
-// loadRange returns the stream's events from..to (inclusive); nil on any inconsistency.
-func loadRange(tx *bolt.Tx, key string, from, to int64) []event.Event {
-	var out []event.Event
-	c := tx.Bucket(bStreams).Cursor()
-	prefix := append([]byte(key), 0)
-	for k, v := c.Seek(streamKey(key, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if int64(binary.BigEndian.Uint64(k[len(prefix):])) > to {
-			break
-		}
-		e, err := getEvent(tx, v)
-		if err != nil {
-			return nil
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out []event.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
-		key := st.Key()
-		prefix := append([]byte(key), 0)
-		c := tx.Bucket(bStreams).Cursor()
-		for k, v := c.Seek(streamKey(key, max(r.From, 1))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if r.To > 0 && int64(binary.BigEndian.Uint64(k[len(prefix):])) > r.To {
-				break
-			}
-			e, err := getEvent(tx, v)
-			if err != nil {
-				return err
-			}
-			if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
-				break
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
-}
-
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
-func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	if err := ctx.Err(); err != nil {
-		return eventstore.Page{}, err
-	}
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
-	page := eventstore.Page{Events: []event.Event{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var kind byte
-		var value string
-		switch {
-		case f.CorrelationID != "":
-			kind, value = idxCorr, f.CorrelationID
-		case f.EventType != "":
-			kind, value = idxType, f.EventType
-		case f.AggregateType != "":
-			kind, value = idxAggType, f.AggregateType
-		}
-		take := func(e event.Event) bool { // false: page full
-			if !f.Matches(e) {
-				return true
-			}
-			if len(page.Events) == limit {
-				page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
-				return false
-			}
-			page.Events = append(page.Events, e)
-			return true
-		}
-		if kind == 0 {
-			cur := tx.Bucket(bLog).Cursor()
-			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
-				var e event.Event
-				if err := json.Unmarshal(v, &e); err != nil {
-					return err
-				}
-				if !take(e) {
-					return nil
-				}
-			}
-			return nil
-		}
-		prefix := indexPrefix(kind, value)
-		cur := tx.Bucket(bIndex).Cursor()
-		for k, _ := cur.Seek(indexKey(kind, value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
-			e, err := getEvent(tx, k[len(prefix):])
-			if err != nil {
-				return err
-			}
-			if !take(e) {
-				return nil
-			}
-		}
-		return nil
-	})
-	return page, err
-}
-
-func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	n := eventstore.PageSize(limit)
-	var out []event.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bLog).Cursor()
-		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < n; k, v = cur.Next() {
-			var e event.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
-}
-
-func (s *Store) Head(ctx context.Context) (uint64, error) {
-	var h uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		h = tx.Bucket(bLog).Sequence()
-		return nil
-	})
-	return h, err
-}
-
-func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
-	raw, err := json.Marshal(snap)
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bSnapshots).Put(streamKey(snap.Stream.Key(), snap.Version), raw)
-	})
-}
-
-func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
-	var snap *eventstore.Snapshot
-	err := s.db.View(func(tx *bolt.Tx) error {
-		key := st.Key()
-		prefix := append([]byte(key), 0)
-		c := tx.Bucket(bSnapshots).Cursor()
-		upper := streamKey(key, 1<<62)
-		if r.To > 0 {
-			upper = streamKey(key, r.To)
-		}
-		k, v := c.Seek(upper)
-		if k == nil {
-			k, v = c.Last()
-		} else if !bytes.Equal(k, upper) {
-			k, v = c.Prev()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-			var sn eventstore.Snapshot
-			if err := json.Unmarshal(v, &sn); err != nil {
-				return err
-			}
-			if (r.To > 0 && sn.Version > r.To) || (!r.Until.IsZero() && sn.Timestamp.After(r.Until)) {
-				continue
-			}
-			snap = &sn
-			return nil
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return eventstore.LoadSnapshotThenEvents(ctx, s, snap, st, r)
-}
-
-func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		key := st.Key()
-		prefix := append([]byte(key), 0)
-		c := tx.Bucket(bSnapshots).Cursor()
-		var del [][]byte
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if int64(binary.BigEndian.Uint64(k[len(prefix):])) >= below {
-				break
-			}
-			del = append(del, append([]byte(nil), k...))
-		}
-		for _, k := range del {
-			if err := tx.Bucket(bSnapshots).Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -3,6 +3,8 @@ package boltstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -11,100 +13,186 @@ import (
 
 var _ docstore.Store = (*Store)(nil)
 
+// Docs returns the store's document store: the Store itself, whose docstore methods do
+// not clash with the event-store ones. It exists for callers that want the narrower type.
+func (s *Store) Docs() docstore.Store { return s }
+
+// A collection is a bucket of its own, so DeleteCollection is one bucket deletion.
 func docBucket(coll string) []byte { return []byte("d:" + coll) }
 
-type boltTx struct {
-	tx     *bolt.Tx
-	writes map[[2]string]bool
+// ErrInvalidKey is returned by a Put or Delete whose document key bbolt cannot store
+// (empty, or over 32 KB with its collection name).
+var ErrInvalidKey = errors.New("boltstore: invalid document key")
+
+// updateReq is a document update waiting for the committer.
+type updateReq struct {
+	ctx context.Context
+	fn  func(context.Context, docstore.Tx) error
 }
 
-func (t *boltTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
-	b := t.tx.Bucket(docBucket(coll))
-	if b == nil {
-		return false, nil
+type docKey struct{ coll, key string }
+
+// docTx buffers an update function's writes over the group's bbolt transaction: they
+// reach the transaction only when the function returns nil, so a failing function leaves
+// nothing behind in a transaction it shares with other requests. Reads see the buffer
+// first, then what the group wrote so far, then the file.
+type docTx struct {
+	tx     *bolt.Tx
+	writes map[docKey]json.RawMessage // nil: deleted
+	order  []docKey                   // first-write order, so commits are deterministic
+}
+
+func (t *docTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	raw, buffered := t.writes[docKey{coll, key}]
+	if !buffered {
+		if b := t.tx.Bucket(docBucket(coll)); b != nil {
+			raw = b.Get([]byte(key))
+		}
 	}
-	raw := b.Get([]byte(key))
 	if raw == nil {
 		return false, nil
 	}
-	return true, json.Unmarshal(raw, dst)
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return true, fmt.Errorf("boltstore: decode %s/%s: %w", coll, key, err)
+	}
+	return true, nil
 }
 
-func (t *boltTx) count(coll, key string) error {
-	k := [2]string{coll, key}
-	if !t.writes[k] {
-		t.writes[k] = true
-		if len(t.writes) > docstore.MaxUpdateWrites {
+func (t *docTx) Put(_ context.Context, coll, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("boltstore: encode %s/%s: %w", coll, key, err)
+	}
+	return t.write(coll, key, raw)
+}
+
+func (t *docTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
+
+// write checks here what bbolt would refuse at commit, so the caller's function sees it.
+// MaxUpdateWrites counts distinct documents, as on DynamoDB, where one transaction writes
+// an item once.
+func (t *docTx) write(coll, key string, raw json.RawMessage) error {
+	if key == "" || len(key) > bolt.MaxKeySize || len(docBucket(coll)) > bolt.MaxKeySize {
+		return fmt.Errorf("%w: document key of %d bytes in a collection name of %d", ErrInvalidKey, len(key), len(coll))
+	}
+	k := docKey{coll, key}
+	if _, ok := t.writes[k]; !ok {
+		if len(t.order) == docstore.MaxUpdateWrites {
 			return docstore.ErrTooManyWrites
 		}
+		t.order = append(t.order, k)
 	}
+	t.writes[k] = raw
 	return nil
 }
 
-func (t *boltTx) Put(_ context.Context, coll, key string, v any) error {
-	if err := t.count(coll, key); err != nil {
-		return err
+// runUpdate runs one update function inside the group's transaction. The function's
+// error (or panic) is its caller's answer; a non-nil error is a storage failure that must
+// abort the transaction.
+func (s *Store) runUpdate(tx *bolt.Tx, u *updateReq) (res result, err error) {
+	t := &docTx{tx: tx, writes: map[docKey]json.RawMessage{}}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				res = result{panicked: true, panicVal: p}
+			}
+		}()
+		res.err = u.fn(context.WithValue(u.ctx, insideUpdate{}, s), t)
+	}()
+	if res.err != nil || res.panicked {
+		return res, nil
 	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
+	for _, k := range t.order {
+		raw := t.writes[k]
+		if raw == nil {
+			if b := tx.Bucket(docBucket(k.coll)); b != nil {
+				if err := b.Delete([]byte(k.key)); err != nil {
+					return result{}, err
+				}
+			}
+			continue
+		}
+		b, err := tx.CreateBucketIfNotExists(docBucket(k.coll))
+		if err != nil {
+			return result{}, err
+		}
+		if err := b.Put([]byte(k.key), raw); err != nil {
+			return result{}, err
+		}
 	}
-	b, err := t.tx.CreateBucketIfNotExists(docBucket(coll))
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(key), raw)
+	return res, nil
 }
 
-func (t *boltTx) Delete(_ context.Context, coll, key string) error {
-	if err := t.count(coll, key); err != nil {
-		return err
-	}
-	b := t.tx.Bucket(docBucket(coll))
-	if b == nil {
-		return nil
-	}
-	return b.Delete([]byte(key))
-}
-
-// Update runs fn in one bbolt write transaction: serializable (bbolt has one writer) and
-// durable on return.
+// Update runs fn through the committer, in the same write transactions as appends, so
+// concurrent updates (and appends) share one fsync instead of queueing for one each.
+// Updates are serializable (the committer runs one function at a time, each seeing the
+// effects of those before it) and durable on return. fn runs on the committer's
+// goroutine: it must be quick, may read the store, and must not write through it other
+// than by tx (with its context such a write fails with ErrNested; with another context it
+// would deadlock). A panic in fn is raised again in the caller.
 func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	res := s.submit(ctx, &request{update: &updateReq{ctx: ctx, fn: fn}, done: make(chan result, 1)})
+	if res.panicked {
+		panic(res.panicVal)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return fn(ctx, &boltTx{tx: tx, writes: map[[2]string]bool{}})
-	})
+	return res.err
 }
 
 func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		found, err = (&boltTx{tx: tx}).Get(ctx, coll, key, dst)
+		found, err = (&docTx{tx: tx}).Get(ctx, coll, key, dst)
 		return err
 	})
 	return found, err
 }
 
+// List copies the collection out of the read transaction before calling fn, so fn may
+// write to the store: a read transaction held open across an Update would block the
+// file's remapping when it grows.
 func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var keys []string
+	var vals []json.RawMessage
+	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(docBucket(coll))
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			return fn(string(k), append(json.RawMessage(nil), v...))
+			keys = append(keys, string(k))
+			vals = append(vals, append(json.RawMessage(nil), v...))
+			return nil
 		})
 	})
+	if err != nil {
+		return wrap(err)
+	}
+	for i, k := range keys {
+		if err := fn(k, vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nested(ctx) {
+		return ErrNested
+	}
+	return wrap(s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(docBucket(coll)) == nil {
 			return nil
 		}
 		return tx.DeleteBucket(docBucket(coll))
-	})
+	}))
 }

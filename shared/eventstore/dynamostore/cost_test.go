@@ -2,108 +2,307 @@ package dynamostore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 
-	"github.com/ecmstore/ecmstore/infra"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/bank"
+	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/dynamostore"
 	"github.com/ecmstore/ecmstore/shared/money"
 )
 
-// TestRequestCosts counts the DynamoDB requests of the operations the README quotes. A
-// command on an aggregate with a current snapshot costs one Query (snapshot + tail) and
-// one PutItem, whatever the stream length; a single-event append of up to 1 KB is one
-// PutItem of at most 1 WCU.
+type costRow struct {
+	name  string
+	costs map[string]dynamostore.OpCost
+	wcu   [2]float64 // reported: table, table and GSIs
+	rcu   float64
+	aws   string // write units DynamoDB bills, computed from the item sizes
+}
+
+// costs measures the requests and capacity of the operations the README quotes. DynamoDB
+// Local reports consumed capacity per table and index, but bills a transaction by its
+// total size and a failed conditional write as nothing, where DynamoDB bills 2 WCU per KB
+// of each transactional item and 1 WCU per KB of a failed write, so the write units
+// DynamoDB would bill are computed from the item sizes as well.
+type costs struct {
+	t       *testing.T
+	counter *dynamostore.RequestCounter
+	rows    []*costRow
+}
+
+// measure runs fn alone on the counted client; want, when set, is exactly the requests
+// fn may send.
+func (c *costs) measure(name string, want map[string]int, fn func() error) *costRow {
+	c.t.Helper()
+	c.counter.Reset()
+	if err := fn(); err != nil {
+		c.t.Fatalf("%s: %v", name, err)
+	}
+	r := &costRow{name: name, costs: c.counter.Costs(), aws: "–"}
+	r.wcu[1], r.wcu[0] = c.counter.WriteUnits()
+	r.rcu, _ = c.counter.ReadUnits()
+	c.rows = append(c.rows, r)
+	if got := c.counter.Calls(); want != nil && !maps.Equal(got, want) {
+		c.t.Errorf("%s: requests %v, want %v", name, got, want)
+	}
+	return r
+}
+
+func (c *costs) log() {
+	c.t.Logf("| operation | requests | RCU | WCU reported: table / with GSIs | WCU billed by DynamoDB: table / with GSIs |")
+	c.t.Logf("|---|---|---|---|---|")
+	for _, r := range c.rows {
+		var reqs []string
+		for _, op := range slices.Sorted(maps.Keys(r.costs)) {
+			reqs = append(reqs, fmt.Sprintf("%d %s", r.costs[op].Requests, op))
+		}
+		c.t.Logf("| %s | %s | %g | %g / %g | %s |", r.name, strings.Join(reqs, " + "), r.rcu, r.wcu[0], r.wcu[1], r.aws)
+	}
+}
+
+// billed is what DynamoDB bills for writing evs: per event, 1 WCU per started KB on the
+// table (2 in a transaction), and as much again on each GSI whose key the event carries
+// (byType and byAggregateType always, byCorrelation when it has a correlation id).
+func billed(evs []event.Event, transaction bool) string {
+	var table, gsis int
+	for _, e := range evs {
+		units := (dynamostore.ItemSize(e) + 1023) / 1024
+		if transaction {
+			table += 2 * units
+		} else {
+			table += units
+		}
+		gsis += 2 * units
+		if e.Metadata.CorrelationID != "" {
+			gsis += units
+		}
+	}
+	return fmt.Sprintf("%d / %d", table, table+gsis)
+}
+
+// billedFailed is what DynamoDB bills for a conditional put of evs that fails: the table
+// write only, no index is touched.
+func billedFailed(evs []event.Event) string {
+	units := 0
+	for _, e := range evs {
+		units += (dynamostore.ItemSize(e) + 1023) / 1024
+	}
+	return fmt.Sprintf("%d / %d", units, units)
+}
+
 func TestRequestCosts(t *testing.T) {
 	ctx := context.Background()
 	counter := dynamostore.NewRequestCounter()
-	db, events, _ := tables(t, counter.Option())
+	db, events, models := env(t, counter.Option())
+	c := &costs{t: t, counter: counter}
+	defer c.log()
+	cold := func() *dynamostore.Store { return dynamostore.New(db, events) } // a new process: nothing seen
+
+	// A typical event: a deposit with full metadata.
+	deposit := func() []event.Event {
+		e := event.MustNew(bank.MoneyDeposited, bank.Movement{Amount: money.Amount(12345)})
+		e.Metadata = event.Metadata{Actor: "user-123", Source: "api", CorrelationID: event.NewID(), CausationID: event.NewID()}
+		return []event.Event{e}
+	}
+	long := uniqueStream("long")
+	store := cold()
+	for v := int64(0); v < 1000; v += 100 {
+		if _, err := store.Append(ctx, long, v, drafts(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := store.Load(ctx, long, eventstore.Range{})
+	if err != nil || len(all) != 1000 {
+		t.Fatalf("load: %d events, %v", len(all), err)
+	}
+	if err := store.SaveSnapshot(ctx, eventstore.Snapshot{Stream: long, Version: 995, StateVersion: 1,
+		Timestamp: all[994].Timestamp, State: []byte(`{"balance":"995.00"}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// (a) The command path: a load, then a single-event append of at most 1 KB.
+	var appended []event.Event
+	warm := cold()
+	if _, err := warm.Load(ctx, long, eventstore.Range{From: 990}); err != nil {
+		t.Fatal(err)
+	}
+	a := c.measure("(a) single-event append after a load", map[string]int{"PutItem": 1}, func() (err error) {
+		appended, err = warm.Append(ctx, long, 1000, deposit())
+		return err
+	})
+	a.aws = billed(appended, false)
+	if size := dynamostore.ItemSize(appended[0]); size > 1024 || a.wcu[0] != 1 {
+		t.Errorf("(a): a %d-byte event item cost %g table WCU, want 1", size, a.wcu[0])
+	}
+
+	// (b) A cold load of a long stream with a snapshot 5 events from its end.
+	b := c.measure("(b) LoadFromSnapshot, 1001 events, snapshot at 995, cold process", map[string]int{"Query": 1}, func() error {
+		snap, evs, err := cold().LoadFromSnapshot(ctx, long, eventstore.Range{})
+		if err == nil && (snap == nil || snap.Version != 995 || versions(evs) != "[996 997 998 999 1000 1001]") {
+			err = fmt.Errorf("snapshot %v and events %s", snap, versions(evs))
+		}
+		return err
+	})
+
+	small := c.measure("(b) the same with WithPageSize(16)", map[string]int{"Query": 1}, func() error {
+		_, _, err := dynamostore.New(db, events, dynamostore.WithPageSize(16)).LoadFromSnapshot(ctx, long, eventstore.Range{})
+		return err
+	})
+	if small.rcu >= b.rcu {
+		t.Errorf("a page of 16 read %g RCU, one of 128 %g: the page limit does not bound the read", small.rcu, b.rcu)
+	}
+
+	// (c) An expected version this process has never seen is checked first.
+	var out []event.Event
+	r := c.measure("(c) append at an expected version not seen by this process", map[string]int{"GetItem": 1, "PutItem": 1}, func() (err error) {
+		out, err = cold().Append(ctx, long, 1001, deposit())
+		return err
+	})
+	r.aws = billed(out, false)
+
+	r = c.measure("append with expected version Any", map[string]int{"Query": 1, "PutItem": 1}, func() (err error) {
+		out, err = warm.Append(ctx, long, eventstore.Any, deposit())
+		return err
+	})
+	r.aws = billed(out, false)
+	// A failed conditional write is billed as a write of the item it would have put.
+	r = c.measure("conflicting append (stale expected version)", map[string]int{"PutItem": 1, "Query": 1}, func() error {
+		_, err := warm.Append(ctx, long, 1000, deposit())
+		if !errors.Is(err, eventstore.ErrConflict) {
+			return fmt.Errorf("err = %v, want a conflict", err)
+		}
+		return nil
+	})
+	r.aws = billedFailed(appended)
+	r = c.measure("retried single-event append (idempotent)", map[string]int{"PutItem": 1}, func() error {
+		_, err := warm.Append(ctx, long, 1000, appended)
+		return err
+	})
+	r.aws = billedFailed(appended)
+	r = c.measure("10-event append (one transaction)", map[string]int{"TransactWriteItems": 1}, func() (err error) {
+		out, err = warm.Append(ctx, long, 1003, drafts(10))
+		return err
+	})
+	r.aws = billed(out, true)
+	// The item that stood in the way (ALL_OLD) settles a conflict without reading the
+	// other versions; a retry reads them once to be sure they are all ours.
+	c.measure("conflicting 3-event append", map[string]int{"TransactWriteItems": 1, "Query": 1}, func() error {
+		_, err := warm.Append(ctx, long, 1003, drafts(3))
+		if !errors.Is(err, eventstore.ErrConflict) {
+			return fmt.Errorf("err = %v, want a conflict", err)
+		}
+		return nil
+	})
+	c.measure("retried 10-event append (idempotent)", map[string]int{"TransactWriteItems": 1, "Query": 1}, func() error {
+		again, err := warm.Append(ctx, long, 1003, out)
+		if err == nil && versions(again) != versions(out) {
+			err = fmt.Errorf("retry returned %s, want %s", versions(again), versions(out))
+		}
+		return err
+	})
+	c.measure("Load of 1013 events", nil, func() error {
+		_, err := warm.Load(ctx, long, eventstore.Range{})
+		return err
+	})
+	typ := uniqueStream("QueryType").ID
+	for i := range 3 {
+		evs := drafts(50)
+		for j := range evs {
+			evs[j].EventType = typ
+		}
+		if _, err := warm.Append(ctx, uniqueStream(fmt.Sprint("q", i)), eventstore.NoStream, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.measure("Query, a page of 100 by event type", map[string]int{"Query": 1}, func() error {
+		p, err := warm.Query(ctx, eventstore.Filter{EventType: typ, Limit: 100})
+		if err == nil && (len(p.Events) != 100 || p.NextCursor == "") {
+			err = fmt.Errorf("%d events, cursor %q", len(p.Events), p.NextCursor)
+		}
+		return err
+	})
+	for _, v := range []int64{1005, 1010} {
+		if err := warm.SaveSnapshot(ctx, eventstore.Snapshot{Stream: long, Version: v, StateVersion: 1, Timestamp: event.Now(), State: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := c.measure("DeleteSnapshots below 1005 (first in this process)", nil, func() error { return warm.DeleteSnapshots(ctx, long, 1005) })
+	again := c.measure("DeleteSnapshots below 1010 (reads from 1005 up only)", nil, func() error { return warm.DeleteSnapshots(ctx, long, 1010) })
+	if again.rcu >= first.rcu {
+		t.Errorf("second DeleteSnapshots read %g RCU, the first %g: the cleaned part was read again", again.rcu, first.rcu)
+	}
+
+	commandCosts(t, c, db, events)
+
+	d := dynamostore.NewDocs(db, models)
+	coll := uniqueStream("docs").ID
+	c.measure("docs: Update writing one document blind", map[string]int{"PutItem": 1}, func() error {
+		return d.Update(ctx, func(ctx context.Context, tx docstore.Tx) error { return tx.Put(ctx, coll, "a", counterDoc{N: 1}) })
+	})
+	c.measure("docs: Update reading and writing one document", map[string]int{"GetItem": 1, "PutItem": 1}, func() error {
+		return d.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			var x counterDoc
+			if _, err := tx.Get(ctx, coll, "a", &x); err != nil {
+				return err
+			}
+			return tx.Put(ctx, coll, "a", counterDoc{N: x.N + 1})
+		})
+	})
+	c.measure("docs: Update reading a guard, writing two documents", map[string]int{"GetItem": 1, "TransactWriteItems": 1}, func() error {
+		return d.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			var x counterDoc
+			if _, err := tx.Get(ctx, coll, "guard", &x); err != nil {
+				return err
+			}
+			if err := tx.Put(ctx, coll, "guard", counterDoc{N: x.N + 1}); err != nil {
+				return err
+			}
+			return tx.Put(ctx, coll, "model", counterDoc{N: x.N + 1})
+		})
+	})
+}
+
+// commandCosts: a command on an aggregate with a current snapshot, in a cold process, is
+// one Query (snapshot and tail) and one PutItem, whatever the stream's length.
+func commandCosts(t *testing.T, c *costs, db *dynamodb.Client, events string) {
+	ctx := context.Background()
 	store := dynamostore.New(db, events)
 	cfg := aggregate.DefaultConfig()
 	cfg.SnapshotEvery = 50
 	repo := aggregate.NewRepository[bank.Account](store, bank.Definition, cfg)
-
-	if _, err := repo.Execute(ctx, "cost", bank.Open(0), aggregate.Options{}); err != nil {
+	id := uniqueStream("cmd").ID
+	if _, err := repo.Execute(ctx, id, bank.Open(0), aggregate.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for range 1000 / 100 { // a long stream: 1000 events, written in batches
-		l, _ := repo.Load(ctx, "cost")
+	st := eventstore.Stream{Type: bank.AggregateType, ID: id}
+	for v := int64(1); v < 1001; v += 100 {
 		evs := make([]event.Event, 100)
 		for i := range evs {
 			evs[i] = event.MustNew(bank.MoneyDeposited, bank.Movement{Amount: money.Amount(1)})
 		}
-		if _, err := store.Append(ctx, eventstore.Stream{Type: bank.AggregateType, ID: "cost"}, l.Version, evs); err != nil {
+		if _, err := store.Append(ctx, st, v, evs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Cross a multiple of SnapshotEvery so a current snapshot exists.
-	for range 50 {
-		if _, err := repo.Execute(ctx, "cost", bank.Deposit(1, ""), aggregate.Options{}); err != nil {
+	for range 50 { // crosses a multiple of SnapshotEvery: a current snapshot exists
+		if _, err := repo.Execute(ctx, id, bank.Deposit(1, ""), aggregate.Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fresh := dynamostore.New(db, events) // a cold process: nothing cached
-	coldRepo := aggregate.NewRepository[bank.Account](fresh, bank.Definition, cfg)
-
-	type row struct {
-		name  string
-		calls map[string]int
-	}
-	var rows []row
-	measure := func(name string, fn func()) map[string]int {
-		counter.Reset()
-		fn()
-		c := counter.Calls()
-		rows = append(rows, row{name, c})
-		return c
-	}
-	cmd := measure("command on a 1051-event aggregate with a current snapshot (cold process)", func() {
-		if _, err := coldRepo.Execute(ctx, "cost", bank.Deposit(1, ""), aggregate.Options{}); err != nil {
-			t.Fatal(err)
-		}
+	coldRepo := aggregate.NewRepository[bank.Account](dynamostore.New(db, events), bank.Definition, cfg)
+	var res aggregate.Result[bank.Account]
+	r := c.measure("command on a 1051-event aggregate with a current snapshot, cold process", map[string]int{"Query": 1, "PutItem": 1}, func() (err error) {
+		res, err = coldRepo.Execute(ctx, id, bank.Deposit(1, ""), aggregate.Options{})
+		return err
 	})
-	if cmd["Query"] != 1 || cmd["PutItem"] != 1 || len(cmd) != 2 {
-		t.Errorf("command: %v, want one Query and one PutItem", cmd)
-	}
-	single := measure("single-event append after a load", func() {
-		l, _ := repo.Load(ctx, "cost")
-		counter.Reset()
-		if _, err := store.Append(ctx, eventstore.Stream{Type: bank.AggregateType, ID: "cost"}, l.Version,
-			[]event.Event{event.MustNew(bank.MoneyDeposited, bank.Movement{Amount: 1})}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if single["PutItem"] != 1 || len(single) != 1 {
-		t.Errorf("single append: %v, want one PutItem", single)
-	}
-	unknown := measure("append with an expected version this process has not seen", func() {
-		other := dynamostore.New(db, events)
-		l, _ := repo.Load(ctx, "cost")
-		if _, err := other.Append(ctx, eventstore.Stream{Type: bank.AggregateType, ID: "cost"}, l.Version,
-			[]event.Event{event.MustNew(bank.MoneyDeposited, bank.Movement{Amount: 1})}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if unknown["GetItem"] != 1 || unknown["PutItem"] != 1 {
-		t.Errorf("unknown expected version: %v, want GetItem + PutItem", unknown)
-	}
-	// WCU: DynamoDB Local does not report consumed capacity, so compute it from the item
-	// size as DynamoDB bills it (1 WCU per started KB for a standard write).
-	item := event.MustNew(bank.MoneyDeposited, bank.Movement{Amount: 1})
-	item.AggregateType, item.AggregateID, item.Version, item.EventID, item.Timestamp = bank.AggregateType, "cost", 1052, event.NewID(), event.Now()
-	item.Metadata = event.Metadata{Actor: "user-123", Source: "api", CorrelationID: event.NewID(), CausationID: "cmd-1"}
-	size := dynamostore.ItemSize(item)
-	if size > 1024 {
-		t.Errorf("a typical event item is %d bytes: more than 1 WCU", size)
-	}
-	t.Logf("| operation | requests |")
-	t.Logf("|---|---|")
-	for _, r := range rows {
-		t.Logf("| %s | %s |", r.name, fmt.Sprint(r.calls))
-	}
-	t.Logf("typical event item: %d bytes = %d WCU (%s table)", size, (size+1023)/1024, infra.DefaultEventsTable)
+	r.aws = billed(res.Events, false)
 }

@@ -2,19 +2,22 @@ package dynamostore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/ecmstore/ecmstore/shared/event"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/docstore/doctest"
 	"github.com/ecmstore/ecmstore/shared/emulator"
+	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/dynamostore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/storetest"
@@ -22,40 +25,237 @@ import (
 
 func TestMain(m *testing.M) { emulator.Main(m) }
 
-// tables creates a fresh events table and read-model table on the emulator.
-func tables(t testing.TB, opts ...func(*dynamodb.Options)) (*dynamodb.Client, string, string) {
+var (
+	tablesOnce          sync.Once
+	tablesErr           error
+	eventsTbl, modelTbl string
+)
+
+// env returns a client on the emulator (opts add middleware) and this test process's
+// events and read-model tables, created on first use under unique names. Every test
+// shares them and names its streams and collections uniquely.
+func env(t testing.TB, opts ...func(*dynamodb.Options)) (*dynamodb.Client, string, string) {
 	t.Helper()
 	ep := emulator.DynamoDB(t)
-	db := emulator.DynamoDBClient(ep, opts...)
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
-	events, models := "events-"+suffix, "models-"+suffix
-	for _, in := range []*dynamodb.CreateTableInput{infra.EventsTable(events), infra.ReadModelTable(models)} {
-		if _, err := db.CreateTable(context.Background(), in); err != nil {
-			t.Fatalf("create table: %v", err)
+	tablesOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		db := emulator.DynamoDBClient(ep)
+		suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+		eventsTbl, modelTbl = "dynamostore-events-"+suffix, "dynamostore-models-"+suffix
+		for _, in := range []*dynamodb.CreateTableInput{infra.EventsTable(eventsTbl), infra.ReadModelTable(modelTbl)} {
+			if _, tablesErr = db.CreateTable(ctx, in); tablesErr != nil {
+				return
+			}
+			if tablesErr = dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, time.Minute); tablesErr != nil {
+				return
+			}
 		}
+		_, tablesErr = db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: aws.String(modelTbl),
+			TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(infra.AttrExpiresAt), Enabled: aws.Bool(true)}})
+	})
+	if tablesErr != nil {
+		t.Fatalf("create tables: %v", tablesErr)
 	}
-	return db, events, models
+	return emulator.DynamoDBClient(ep, opts...), eventsTbl, modelTbl
 }
 
 func TestConformance(t *testing.T) {
-	db, events, _ := tables(t)
-	s := dynamostore.New(db, events)
-	storetest.Run(t, func(*testing.T) eventstore.Backend { return s })
+	for _, tc := range []struct {
+		name string
+		opts []dynamostore.Option
+	}{
+		{"default", nil},
+		// Every expected version unknown: each append checks it with a GetItem.
+		{"no seen cache", []dynamostore.Option{dynamostore.WithSeenStreams(0)}},
+		// Evictions all the time, and snapshot loads that page.
+		{"tiny cache and pages", []dynamostore.Option{dynamostore.WithSeenStreams(2), dynamostore.WithPageSize(2)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, events, _ := env(t)
+			s := dynamostore.New(db, events, tc.opts...)
+			storetest.Run(t, func(*testing.T) eventstore.Backend { return s })
+		})
+	}
 }
 
 func TestDocs(t *testing.T) {
-	db, _, models := tables(t)
+	db, _, models := env(t)
 	d := dynamostore.NewDocs(db, models)
 	doctest.Run(t, func(*testing.T) docstore.Store { return d })
+}
+
+func uniqueStream(prefix string) eventstore.Stream {
+	return eventstore.Stream{Type: "Test", ID: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())}
+}
+
+func drafts(n int) []event.Event {
+	out := make([]event.Event, n)
+	for i := range out {
+		out[i] = event.MustNew("Happened", map[string]int{"n": i})
+	}
+	return out
+}
+
+func versions(evs []event.Event) string {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Version
+	}
+	return fmt.Sprint(out)
+}
+
+// Two processes on one stream: whatever one of them was told, no append may leave a gap,
+// and a conflict always carries the real current version.
+func TestNoGapsAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	db, events, _ := env(t)
+	for _, tc := range []struct {
+		name     string
+		before   int   // events process A appends first
+		warm     bool  // process B loads the stream before A appends the rest
+		more     int   // events A appends after B loaded
+		expected int64 // what B passes
+		want     string
+		current  int64 // on a conflict
+	}{
+		{"expected beyond the end", 3, false, 0, 5, "", 3},
+		{"expected beyond the end, B saw part", 3, true, 0, 4, "", 3},
+		{"expected right at the end, B never saw it", 3, false, 0, 3, "[4]", 0},
+		{"expected at the end A moved to", 3, true, 2, 5, "[6]", 0},
+		{"expected B saw, since overtaken", 3, true, 2, 3, "", 5},
+		{"new stream at a version", 0, false, 0, 2, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := dynamostore.New(db, events), dynamostore.New(db, events)
+			st := uniqueStream("gap")
+			if tc.before > 0 {
+				if _, err := a.Append(ctx, st, eventstore.NoStream, drafts(tc.before)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.warm {
+				if _, err := b.Load(ctx, st, eventstore.Range{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.more > 0 {
+				if _, err := a.Append(ctx, st, int64(tc.before), drafts(tc.more)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := b.Append(ctx, st, tc.expected, drafts(1))
+			if tc.want != "" {
+				if err != nil || versions(out) != tc.want {
+					t.Fatalf("append at %d: %s, %v; want %s", tc.expected, versions(out), err, tc.want)
+				}
+			} else {
+				var ce *eventstore.ConflictError
+				if !errors.As(err, &ce) || ce.Current != tc.current || !errors.Is(err, eventstore.ErrConflict) {
+					t.Fatalf("append at %d: %v, want a conflict at %d", tc.expected, err, tc.current)
+				}
+			}
+			all, err := a.Load(ctx, st, eventstore.Range{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range all {
+				if e.Version != int64(i+1) {
+					t.Fatalf("stream %s after the append: %s has a gap", st, versions(all))
+				}
+			}
+		})
+	}
+}
+
+// Store-assigned timestamps never go back within a stream, even when the clock of the
+// process appending next is behind the one that appended before, or behind a timestamp
+// the caller gave an earlier event, so the time-sorted indexes list each stream in
+// version order.
+func TestTimestampsIncreasePerStream(t *testing.T) {
+	ctx := context.Background()
+	db, events, _ := env(t)
+	st := uniqueStream("clock")
+	future := event.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name     string
+		expected int64
+		given    []time.Duration // caller's timestamps, as offsets from future (-1: none)
+	}{
+		{"caller's timestamp ahead of the clock", eventstore.NoStream, []time.Duration{0}},
+		{"known version", 1, []time.Duration{-1}},
+		{"any", eventstore.Any, []time.Duration{-1}},
+		{"after a given one in the batch", 3, []time.Duration{time.Minute, -1, -1}},
+	} {
+		evs := drafts(len(tc.given))
+		for i, d := range tc.given {
+			evs[i].EventType = st.ID // a type of its own, to query by
+			if d >= 0 {
+				evs[i].Timestamp = future.Add(d)
+			}
+		}
+		// A new store each time: another process, nothing cached.
+		out, err := dynamostore.New(db, events).Append(ctx, st, tc.expected, evs)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for i, e := range out {
+			if tc.given[i] < 0 && e.Timestamp.Before(future) {
+				t.Errorf("%s: v%d stamped %v, before the earlier %v", tc.name, e.Version, e.Timestamp, future)
+			}
+		}
+	}
+	page, err := dynamostore.New(db, events).Query(ctx, eventstore.Filter{EventType: st.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if versions(page.Events) != "[1 2 3 4 5 6]" {
+		t.Fatalf("query order %s, want [1 2 3 4 5 6]", versions(page.Events))
+	}
+}
+
+func TestQueryRejects(t *testing.T) {
+	ctx := context.Background()
+	db, events, _ := env(t)
+	s := dynamostore.New(db, events)
+	st := uniqueStream("cursor")
+	evs := drafts(3)
+	for i := range evs {
+		evs[i].EventType = st.ID
+	}
+	if _, err := s.Append(ctx, st, eventstore.NoStream, evs); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Query(ctx, eventstore.Filter{EventType: st.ID, Limit: 1})
+	if err != nil || p.NextCursor == "" {
+		t.Fatalf("first page: %v, cursor %q", err, p.NextCursor)
+	}
+	if p, err := s.Query(ctx, eventstore.Filter{EventType: st.ID, Since: time.Now(), Until: time.Now().Add(-time.Hour)}); err != nil || len(p.Events) != 0 {
+		t.Errorf("empty time window: %d events, %v; want none and no error", len(p.Events), err)
+	}
+	for _, tc := range []struct {
+		name string
+		f    eventstore.Filter
+	}{
+		{"no index filter", eventstore.Filter{Since: time.Now()}},
+		{"cursor of another event type", eventstore.Filter{EventType: "Other", Cursor: p.NextCursor}},
+		{"cursor of another index", eventstore.Filter{AggregateType: "Test", Cursor: p.NextCursor}},
+		{"cursor outside the time window", eventstore.Filter{EventType: st.ID, Since: time.Now().Add(time.Hour), Cursor: p.NextCursor}},
+		{"garbage cursor", eventstore.Filter{EventType: st.ID, Cursor: "e30"}},
+	} {
+		if _, err := s.Query(ctx, tc.f); !errors.Is(err, eventstore.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", tc.name, err)
+		}
+	}
 }
 
 // With a snapshot TTL, snapshots carry expiresAt and DeleteSnapshots leaves them to TTL.
 func TestSnapshotTTL(t *testing.T) {
 	ctx := context.Background()
-	db, events, _ := tables(t)
+	db, events, _ := env(t)
 	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
-	st := eventstore.Stream{Type: "T", ID: "ttl"}
-	if _, err := s.Append(ctx, st, 0, []event.Event{event.MustNew("E", 1)}); err != nil {
+	st := uniqueStream("ttl")
+	if _, err := s.Append(ctx, st, 0, drafts(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: 1, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
@@ -65,12 +265,15 @@ func TestSnapshotTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), Key: map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: st.Key()}, "sk": &types.AttributeValueMemberN{Value: "1.5"}}})
+		infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: "1.5"}}})
 	if err != nil || out.Item == nil {
 		t.Fatalf("snapshot gone: %v", err)
 	}
-	exp, ok := out.Item["expiresAt"].(*types.AttributeValueMemberN)
-	if !ok || exp.Value <= fmt.Sprint(time.Now().Unix()) {
-		t.Fatalf("expiresAt = %v", out.Item["expiresAt"])
+	var exp int64
+	if n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN); ok {
+		exp, _ = strconv.ParseInt(n.Value, 10, 64)
+	}
+	if exp <= time.Now().Unix() {
+		t.Fatalf("expiresAt = %v, want a time in the future", out.Item[infra.AttrExpiresAt])
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
@@ -33,21 +34,30 @@ type eventItem struct {
 	Payload       string `dynamodbav:"payload"`
 }
 
+// snapshotItem is a snapshot as stored, at sk = version + 0.5 (a number: it sorts just
+// above the event it covers) and without index attributes, so the GSIs never hold it.
 type snapshotItem struct {
-	PK           string `dynamodbav:"pk"`
-	SK           string `dynamodbav:"sk"` // "<version>.5", a number attribute (see marshalSnapshot)
-	Kind         string `dynamodbav:"kind"`
-	Version      int64  `dynamodbav:"version"`
-	StateVersion int    `dynamodbav:"stateVersion"`
-	Timestamp    string `dynamodbav:"ts"`
-	State        string `dynamodbav:"state"`
+	PK           string                `dynamodbav:"pk"`
+	SK           attributevalue.Number `dynamodbav:"sk"`
+	Kind         string                `dynamodbav:"kind"`
+	Version      int64                 `dynamodbav:"version"`
+	StateVersion int                   `dynamodbav:"stateVersion"`
+	Timestamp    string                `dynamodbav:"ts"`
+	State        string                `dynamodbav:"state"`
+	ExpiresAt    int64                 `dynamodbav:"expiresAt,omitempty"`
 }
 
 const (
 	kindEvent    = "event"
 	kindSnapshot = "snapshot"
 	tsLayout     = "2006-01-02T15:04:05.000000Z"
+	attrTS       = "ts"
 )
+
+func eventKey(pk string, v int64) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: pk},
+		infra.AttrSK: &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}}
+}
 
 func formatTS(t time.Time) string { return t.UTC().Format(tsLayout) }
 
@@ -73,7 +83,7 @@ func toItem(e event.Event) (map[string]types.AttributeValue, error) {
 // DecodeItem turns an events-table item into an event; isEvent is false for snapshot
 // items. The projector uses it on stream images.
 func DecodeItem(item map[string]types.AttributeValue) (e event.Event, isEvent bool, err error) {
-	if k, ok := item["kind"].(*types.AttributeValueMemberS); !ok || k.Value != kindEvent {
+	if k, ok := item[infra.AttrKind].(*types.AttributeValueMemberS); !ok || k.Value != kindEvent {
 		return e, false, nil
 	}
 	var it eventItem
@@ -99,38 +109,39 @@ func DecodeItem(item map[string]types.AttributeValue) (e event.Event, isEvent bo
 		Payload: json.RawMessage(it.Payload), Metadata: md}, true, nil
 }
 
-func snapshotSK(v int64) string { return strconv.FormatInt(v, 10) + ".5" }
+// snapshotSK is the sort key of the snapshot of version v, exact as a decimal string.
+func snapshotSK(v int64) attributevalue.Number {
+	return attributevalue.Number(strconv.FormatInt(v, 10) + ".5")
+}
 
-func marshalSnapshot(s eventstore.Snapshot) (map[string]types.AttributeValue, error) {
-	item, err := attributevalue.MarshalMap(snapshotItem{PK: s.Stream.Key(), Kind: kindSnapshot, Version: s.Version,
-		StateVersion: s.StateVersion, Timestamp: formatTS(s.Timestamp), State: string(s.State)})
-	if err != nil {
-		return nil, err
-	}
-	item["sk"] = &types.AttributeValueMemberN{Value: snapshotSK(s.Version)}
-	return item, nil
+func marshalSnapshot(s eventstore.Snapshot, expiresAt int64) (map[string]types.AttributeValue, error) {
+	return attributevalue.MarshalMap(snapshotItem{PK: s.Stream.Key(), SK: snapshotSK(s.Version), Kind: kindSnapshot,
+		Version: s.Version, StateVersion: s.StateVersion, Timestamp: formatTS(s.Timestamp), State: string(s.State),
+		ExpiresAt: expiresAt})
 }
 
 func decodeSnapshot(st eventstore.Stream, item map[string]types.AttributeValue) (eventstore.Snapshot, error) {
-	delete(item, "sk")
 	var it snapshotItem
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-		return eventstore.Snapshot{}, err
+		return eventstore.Snapshot{}, fmt.Errorf("decode snapshot of %s: %w", st, err)
 	}
 	ts, err := time.Parse(time.RFC3339Nano, it.Timestamp)
 	if err != nil {
-		return eventstore.Snapshot{}, err
+		return eventstore.Snapshot{}, fmt.Errorf("decode snapshot of %s v%d: timestamp %q", st, it.Version, it.Timestamp)
+	}
+	if !json.Valid([]byte(it.State)) {
+		return eventstore.Snapshot{}, fmt.Errorf("decode snapshot of %s v%d: state is not JSON", st, it.Version)
 	}
 	return eventstore.Snapshot{Stream: st, Version: it.Version, StateVersion: it.StateVersion, Timestamp: ts,
 		State: json.RawMessage(it.State)}, nil
 }
 
 func isSnapshot(item map[string]types.AttributeValue) bool {
-	k, ok := item["kind"].(*types.AttributeValueMemberS)
+	k, ok := item[infra.AttrKind].(*types.AttributeValueMemberS)
 	if ok {
 		return k.Value == kindSnapshot
 	}
-	n, ok := item["sk"].(*types.AttributeValueMemberN)
+	n, ok := item[infra.AttrSK].(*types.AttributeValueMemberN)
 	return ok && strings.Contains(n.Value, ".")
 }
 

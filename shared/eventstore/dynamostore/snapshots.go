@@ -2,10 +2,11 @@ package dynamostore
 
 import (
 	"context"
-	"strconv"
+	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -15,48 +16,63 @@ import (
 )
 
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
-	item, err := marshalSnapshot(snap)
-	if err != nil {
-		return err
+	if !event.ValidID(snap.Stream.Type) || !event.ValidID(snap.Stream.ID) || snap.Version < 1 {
+		return eventstore.Invalid("snapshot of %s at version %d", snap.Stream, snap.Version)
 	}
+	var expiresAt int64
 	if s.snapshotTTL > 0 {
-		item[infra.AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(s.snapshotTTL).Unix(), 10)}
+		expiresAt = time.Now().Add(s.snapshotTTL).Unix()
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item})
-	return mapError(err)
+	item, err := marshalSnapshot(snap, expiresAt)
+	if err != nil {
+		return fmt.Errorf("dynamodb: encode snapshot of %s v%d: %w", snap.Stream, snap.Version, err)
+	}
+	return retrying(ctx, func() error {
+		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item})
+		return err
+	})
 }
 
 // LoadFromSnapshot reads the partition backwards from the top (or from r.To): the events
-// after the newest snapshot come first, then the snapshot itself, usually in one request.
+// after the newest snapshot come first, then the snapshot itself — one request while
+// fewer than a page of events follow it. It pages on only when they do, or when no
+// snapshot fits the range (then it returns the whole stream, as Load would).
 func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
-	cond := "pk = :pk"
-	vals := map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: st.Key()}}
+	key := st.Key()
+	kc := expression.Key(infra.AttrPK).Equal(expression.Value(key))
 	if r.To > 0 {
-		cond += " AND sk <= :hi"
-		vals[":hi"] = &types.AttributeValueMemberN{Value: snapshotSK(r.To)}
+		kc = kc.And(expression.Key(infra.AttrSK).LessThanEqual(expression.Value(snapshotSK(r.To))))
 	}
-	var desc []event.Event
+	expr, err := expression.NewBuilder().WithKeyCondition(kc).Build()
+	if err != nil {
+		return nil, nil, fmt.Errorf("dynamodb: build key condition: %w", err)
+	}
+	var desc []event.Event // newest first
 	var snap *eventstore.Snapshot
 	var start map[string]types.AttributeValue
-scan:
+pages:
 	for {
-		out, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
-			KeyConditionExpression: aws.String(cond), ExpressionAttributeValues: vals, ScanIndexForward: aws.Bool(false),
-			Limit: aws.Int32(s.pageSize), ExclusiveStartKey: start})
+		var page *dynamodb.QueryOutput
+		err := retrying(ctx, func() (err error) {
+			page, err = s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+				KeyConditionExpression: expr.KeyCondition(), ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+				ScanIndexForward: aws.Bool(false), Limit: aws.Int32(s.pageSize), ExclusiveStartKey: start})
+			return err
+		})
 		if err != nil {
-			return nil, nil, mapError(err)
+			return nil, nil, err
 		}
-		for _, item := range out.Items {
+		for _, item := range page.Items {
 			if isSnapshot(item) {
 				sn, err := decodeSnapshot(st, item)
 				if err != nil {
 					return nil, nil, err
 				}
-				if (r.To > 0 && sn.Version > r.To) || (!r.Until.IsZero() && sn.Timestamp.After(r.Until)) {
+				if !r.Until.IsZero() && sn.Timestamp.After(r.Until) {
 					continue
 				}
 				snap = &sn
-				break scan
+				break pages
 			}
 			e, ok, err := DecodeItem(item)
 			if err != nil {
@@ -66,15 +82,17 @@ scan:
 				desc = append(desc, e)
 			}
 		}
-		if out.LastEvaluatedKey == nil {
+		if page.LastEvaluatedKey == nil {
 			break
 		}
-		start = out.LastEvaluatedKey
+		start = page.LastEvaluatedKey
 	}
-	if len(desc) > 0 {
-		s.remember(st.Key(), desc[0].Version, desc[0].Timestamp)
-	} else if snap != nil && r.To <= 0 && r.Until.IsZero() {
-		s.remember(st.Key(), snap.Version, snap.Timestamp)
+	switch {
+	case len(desc) > 0:
+		s.seen.observe(key, desc[0].Version, desc[0].Timestamp)
+	case snap != nil:
+		// Snapshots are taken of loaded state, so the version a snapshot covers exists.
+		s.seen.observe(key, snap.Version, snap.Timestamp)
 	}
 	from := max(r.From, 1)
 	if snap != nil {
@@ -94,30 +112,54 @@ scan:
 	return snap, events, nil
 }
 
+// DeleteSnapshots finds the snapshot items below `below` with a Query and deletes them in
+// batches. The Query reads the events in that part of the partition too (a filter does
+// not reduce what is read), so the store remembers how far down it has already cleaned
+// and reads only the part above on later calls.
 func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
 	if s.snapshotTTL > 0 {
 		return nil // TTL removes them
 	}
+	key := st.Key()
+	floor := s.seen.get(key).snapshotFloor
+	if below <= max(floor, 1) {
+		return nil
+	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(infra.AttrPK).Equal(expression.Value(key)).
+			And(expression.Key(infra.AttrSK).Between(expression.Value(floor), expression.Value(below)))).
+		WithFilter(expression.Name(infra.AttrKind).Equal(expression.Value(kindSnapshot))).
+		WithProjection(expression.NamesList(expression.Name(infra.AttrPK), expression.Name(infra.AttrSK))).
+		Build()
+	if err != nil {
+		return fmt.Errorf("dynamodb: build query: %w", err)
+	}
 	var keys []map[string]types.AttributeValue
 	var start map[string]types.AttributeValue
 	for {
-		out, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
-			KeyConditionExpression: aws.String("pk = :pk AND sk < :below"),
-			FilterExpression:       aws.String("kind = :snap"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: st.Key()},
-				":below": &types.AttributeValueMemberN{Value: strconv.FormatInt(below, 10)},
-				":snap":  &types.AttributeValueMemberS{Value: kindSnapshot}},
-			ProjectionExpression: aws.String("pk, sk"), ExclusiveStartKey: start})
+		var page *dynamodb.QueryOutput
+		err := retrying(ctx, func() (err error) {
+			page, err = s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+				KeyConditionExpression: expr.KeyCondition(), FilterExpression: expr.Filter(), ProjectionExpression: expr.Projection(),
+				ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(), ExclusiveStartKey: start})
+			return err
+		})
 		if err != nil {
-			return mapError(err)
+			return err
 		}
-		keys = append(keys, out.Items...)
-		if out.LastEvaluatedKey == nil {
+		keys = append(keys, page.Items...)
+		if page.LastEvaluatedKey == nil {
 			break
 		}
-		start = out.LastEvaluatedKey
+		start = page.LastEvaluatedKey
 	}
-	return batchDelete(ctx, s.db, s.table, keys)
+	if err := batchDelete(ctx, s.db, s.table, keys); err != nil {
+		return err
+	}
+	// The snapshot of version below-1 sits at below-0.5, inside the range just cleaned,
+	// while the event at `below` (an integer) was included only as the bound.
+	s.seen.snapshotsDeleted(key, below)
+	return nil
 }
 
 // batchDelete deletes keys 25 at a time, resending unprocessed items with backoff.
@@ -130,19 +172,30 @@ func batchDelete(ctx context.Context, db *dynamodb.Client, table string, keys []
 		}
 		keys = keys[n:]
 		for attempt := 0; len(reqs) > 0; attempt++ {
-			out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{table: reqs}})
+			var out *dynamodb.BatchWriteItemOutput
+			err := retrying(ctx, func() (err error) {
+				out, err = db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{table: reqs}})
+				return err
+			})
 			if err != nil {
-				return mapError(err)
+				return err
 			}
 			reqs = out.UnprocessedItems[table]
-			if len(reqs) > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(20<<min(attempt, 6)) * time.Millisecond):
-				}
+			if len(reqs) == 0 {
+				break
+			}
+			if attempt+1 >= maxUnprocessedRetries {
+				return &eventstore.ThrottledError{RetryAfter: throttleRetryAfter,
+					Err: fmt.Errorf("dynamodb: %d deletes still unprocessed after %d attempts", len(reqs), attempt+1)}
+			}
+			if err := sleep(ctx, attempt); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
+
+// maxUnprocessedRetries bounds the resending of a batch's unprocessed items (DynamoDB
+// returns them when a partition is throttled).
+const maxUnprocessedRetries = 10

@@ -19,16 +19,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/event"
@@ -41,21 +38,12 @@ type Store struct {
 	table    string
 	pageSize int32
 	now      func() time.Time
+	seen     *seenCache
 
 	// snapshotTTL, when set, stamps snapshots with an expiry and leaves their deletion to
 	// DynamoDB's TTL, so the writers need no DeleteItem on the events table at all.
 	snapshotTTL time.Duration
-
-	mu   sync.Mutex
-	seen map[string]seenVersion // stream key → highest version seen to exist
 }
-
-type seenVersion struct {
-	version int64
-	ts      time.Time
-}
-
-const maxSeen = 10000
 
 var _ eventstore.Backend = (*Store)(nil)
 
@@ -64,7 +52,18 @@ type Option func(*Store)
 
 // WithPageSize sets the reverse-query page used to find a snapshot and its tail
 // (default 128: one request while fewer events follow the newest snapshot).
-func WithPageSize(n int32) Option { return func(s *Store) { s.pageSize = n } }
+func WithPageSize(n int32) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.pageSize = n
+		}
+	}
+}
+
+// WithSeenStreams bounds how many streams the store remembers the highest existing
+// version of (default DefaultSeenStreams). 0 remembers none: every append with an
+// expected version then checks it with a GetItem.
+func WithSeenStreams(n int) Option { return func(s *Store) { s.seen = newSeenCache(n) } }
 
 // WithSnapshotTTL lets DynamoDB's TTL delete snapshots this long after they were
 // written (the table's TTL attribute must be expiresAt); DeleteSnapshots then does nothing.
@@ -72,29 +71,11 @@ func WithSnapshotTTL(d time.Duration) Option { return func(s *Store) { s.snapsho
 
 // New returns a store over the events table.
 func New(db *dynamodb.Client, table string, opts ...Option) *Store {
-	s := &Store{db: db, table: table, pageSize: 128, now: event.Now, seen: map[string]seenVersion{}}
+	s := &Store{db: db, table: table, pageSize: 128, now: event.Now, seen: newSeenCache(DefaultSeenStreams)}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
-}
-
-func (s *Store) remember(key string, v int64, ts time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.seen[key]; ok && cur.version >= v {
-		return
-	}
-	if len(s.seen) >= maxSeen {
-		clear(s.seen) // a bounded memory, not a cache that must stay warm: misses cost one GetItem
-	}
-	s.seen[key] = seenVersion{version: v, ts: ts}
-}
-
-func (s *Store) seenVersion(key string) seenVersion {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.seen[key]
 }
 
 func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event) ([]event.Event, error) {
@@ -105,182 +86,194 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 		return nil, err
 	}
 	key := st.Key()
-	base := expected
-	lastTS := s.seenVersion(key).ts
+	known := s.seen.get(key)
+	base, floor := expected, known.ts
 	switch {
 	case expected == eventstore.Any:
-		tail, err := s.tail(ctx, key, int32(len(events)))
+		last, err := s.last(ctx, key)
 		if err != nil {
 			return nil, err
 		}
 		base = 0
-		if len(tail) > 0 {
-			base, lastTS = tail[len(tail)-1].Version, tail[len(tail)-1].Timestamp
+		if last != nil {
+			base, floor = last.Version, last.Timestamp
+			if stored, ok, err := s.retriedAtEnd(ctx, st, *last, events); err != nil || ok {
+				return stored, err
+			}
 		}
-		if int64(len(tail)) == int64(len(events)) && eventstore.SameEvents(tail, events) {
-			return tail, nil
-		}
-	case expected > 0 && s.seenVersion(key).version < expected:
-		found, ts, err := s.exists(ctx, key, expected)
+	case expected > known.version:
+		// Nothing proves version `expected` exists, and a put at expected+1 would happily
+		// create a gap: check it first.
+		ts, ok, err := s.versionAt(ctx, key, expected)
 		if err != nil {
 			return nil, err
 		}
-		if !found {
+		if !ok {
 			return nil, s.conflict(ctx, st, expected)
 		}
-		s.remember(key, expected, ts)
-		lastTS = ts
+		s.seen.observe(key, expected, ts)
+		floor = ts
 	}
-	// Store-assigned timestamps never go back within a stream, even across clocks, so
-	// time-ordered indexes keep each stream in version order.
-	now := s.now()
-	if !now.After(lastTS) {
-		now = lastTS.Add(time.Microsecond)
-	}
-	out, err := eventstore.Prepare(st, base, events, now)
+	out, err := eventstore.Prepare(st, base, events, stamp(s.now(), floor))
 	if err != nil {
 		return nil, err
 	}
-	if err := s.write(ctx, out); err != nil {
-		var cf *conditionFailed
-		if !errors.As(err, &cf) {
-			return nil, err
+	// Store-assigned timestamps do not go back behind one the caller gave an earlier event
+	// of the batch either.
+	latest := floor
+	for i := range out {
+		if events[i].Timestamp.IsZero() && out[i].Timestamp.Before(latest) {
+			out[i].Timestamp = latest
 		}
-		// Either another writer got there first or this is a retry of an append that
-		// already landed: the stored ids tell which.
-		if cf.old != nil && len(events) == 1 {
-			if e, ok, derr := DecodeItem(cf.old); derr == nil && ok && eventstore.SameEvents([]event.Event{e}, events) {
-				return []event.Event{e}, nil
-			}
-		} else if stored, lerr := s.Load(ctx, st, eventstore.Range{From: base + 1, To: base + int64(len(events))}); lerr == nil &&
-			eventstore.SameEvents(stored, events) {
-			return stored, nil
+		if out[i].Timestamp.After(latest) {
+			latest = out[i].Timestamp
 		}
-		return nil, s.conflict(ctx, st, expected)
 	}
-	last := out[len(out)-1]
-	s.remember(key, last.Version, last.Timestamp)
-	return out, nil
+	err = s.write(ctx, out)
+	var cf *conditionFailed
+	switch {
+	case err == nil:
+		last := out[len(out)-1]
+		s.seen.observe(key, last.Version, last.Timestamp)
+		return out, nil
+	case !errors.As(err, &cf):
+		return nil, err
+	}
+	if stored, ok, err := s.landed(ctx, st, out, events, cf); err != nil || ok {
+		return stored, err
+	}
+	return nil, s.conflict(ctx, st, expected)
 }
 
-type conditionFailed struct {
-	old map[string]types.AttributeValue
+// stamp is the store clock for one append: now, but never at or before the previous
+// event's timestamp, so that store-assigned timestamps increase within a stream even
+// across processes with skewed clocks, and the time-sorted indexes keep each stream in
+// version order.
+func stamp(now, floor time.Time) time.Time {
+	if now.After(floor) {
+		return now
+	}
+	return floor.Add(time.Microsecond)
 }
 
-func (c *conditionFailed) Error() string { return "condition failed" }
+// retriedAtEnd recognises an Any append whose events are already the stream's tail (a
+// retry after a lost response). last is the stream's last event.
+func (s *Store) retriedAtEnd(ctx context.Context, st eventstore.Stream, last event.Event, drafts []event.Event) ([]event.Event, bool, error) {
+	n := int64(len(drafts))
+	if drafts[n-1].EventID == "" || last.EventID != drafts[n-1].EventID || last.Version < n {
+		return nil, false, nil
+	}
+	if n == 1 {
+		return []event.Event{last}, true, nil
+	}
+	stored, err := s.Load(ctx, st, eventstore.Range{From: last.Version - n + 1, To: last.Version})
+	if err != nil {
+		return nil, false, err
+	}
+	return stored, eventstore.SameEvents(stored, drafts), nil
+}
+
+// landed tells an idempotent retry from a conflict after a failed condition: the item
+// that stood in the way (ALL_OLD) is compared first, at no read cost; only when it is
+// one of ours does a multi-event append read the other versions to be sure.
+func (s *Store) landed(ctx context.Context, st eventstore.Stream, out, drafts []event.Event, cf *conditionFailed) ([]event.Event, bool, error) {
+	if cf.old != nil && cf.index < len(out) {
+		old, isEvent, err := DecodeItem(cf.old)
+		if err != nil {
+			return nil, false, err
+		}
+		if !isEvent || drafts[cf.index].EventID == "" || old.EventID != drafts[cf.index].EventID {
+			return nil, false, nil
+		}
+		if len(out) == 1 {
+			s.seen.observe(st.Key(), old.Version, old.Timestamp)
+			return []event.Event{old}, true, nil
+		}
+	}
+	stored, err := s.Load(ctx, st, eventstore.Range{From: out[0].Version, To: out[len(out)-1].Version})
+	if err != nil {
+		return nil, false, err
+	}
+	return stored, eventstore.SameEvents(stored, drafts), nil
+}
 
 func (s *Store) write(ctx context.Context, out []event.Event) error {
+	cond, err := expression.NewBuilder().WithCondition(expression.AttributeNotExists(expression.Name(infra.AttrPK))).Build()
+	if err != nil {
+		return fmt.Errorf("dynamodb: build condition: %w", err)
+	}
 	items := make([]map[string]types.AttributeValue, len(out))
 	for i, e := range out {
-		item, err := toItem(e)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
+		if items[i], err = toItem(e); err != nil {
+			return fmt.Errorf("dynamodb: encode %s v%d: %w", eventstore.StreamOf(e), e.Version, err)
 		}
-		items[i] = item
 	}
-	cond := aws.String("attribute_not_exists(pk)")
 	if len(items) == 1 {
-		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: items[0],
-			ConditionExpression: cond, ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld})
-		var ccf *types.ConditionalCheckFailedException
-		if errors.As(err, &ccf) {
-			return &conditionFailed{old: ccf.Item}
-		}
-		return mapError(err)
+		return retrying(ctx, func() error {
+			_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: items[0],
+				ConditionExpression: cond.Condition(), ExpressionAttributeNames: cond.Names(),
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld})
+			return err
+		})
 	}
 	tx := make([]types.TransactWriteItem, len(items))
 	for i, item := range items {
-		tx[i] = types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: cond,
+		tx[i] = types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.table), Item: item,
+			ConditionExpression: cond.Condition(), ExpressionAttributeNames: cond.Names(),
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}}
 	}
-	return retryTransaction(ctx, func() error {
+	return retrying(ctx, func() error {
 		_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 		return err
 	})
 }
 
-// retryTransaction runs a transaction, retrying TransactionConflict (another transaction
-// touched the same items) with jittered backoff; a failed condition comes back as
-// *conditionFailed, throttling as *eventstore.ThrottledError.
-func retryTransaction(ctx context.Context, fn func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := fn()
-		var tce *types.TransactionCanceledException
-		if !errors.As(err, &tce) {
-			return mapError(err)
-		}
-		conflict, throttled := false, false
-		for _, r := range tce.CancellationReasons {
-			switch aws.ToString(r.Code) {
-			case "ConditionalCheckFailed":
-				return &conditionFailed{old: r.Item}
-			case "TransactionConflict":
-				conflict = true
-			case "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded":
-				throttled = true
-			}
-		}
-		if (!conflict && !throttled) || attempt >= 5 {
-			if conflict || throttled {
-				return &eventstore.ThrottledError{RetryAfter: time.Second, Err: err}
-			}
-			return fmt.Errorf("dynamodb transaction: %w", err)
-		}
-		d := time.Duration(10<<attempt) * time.Millisecond
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d/2 + time.Duration(rand.Int64N(int64(d)))):
-		}
-	}
-}
-
-// mapError turns throttling into *eventstore.ThrottledError (after the SDK's own
-// retries) and leaves other errors wrapped.
-func mapError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
-			return &eventstore.ThrottledError{RetryAfter: time.Second, Err: err}
-		}
-	}
-	return fmt.Errorf("dynamodb: %w", err)
-}
-
-func (s *Store) exists(ctx context.Context, key string, v int64) (bool, time.Time, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
-		Key: map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: key},
-			infra.AttrSK: &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}},
-		ProjectionExpression: aws.String("pk, ts")})
+// versionAt reads whether version v of the stream exists and, if so, its timestamp.
+func (s *Store) versionAt(ctx context.Context, key string, v int64) (time.Time, bool, error) {
+	proj, err := expression.NewBuilder().WithProjection(expression.NamesList(expression.Name(infra.AttrSK), expression.Name(attrTS))).Build()
 	if err != nil {
-		return false, time.Time{}, mapError(err)
+		return time.Time{}, false, fmt.Errorf("dynamodb: build projection: %w", err)
 	}
-	if out.Item == nil {
-		return false, time.Time{}, nil
+	var out *dynamodb.GetItemOutput
+	err = retrying(ctx, func() (err error) {
+		out, err = s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+			Key: eventKey(key, v), ProjectionExpression: proj.Projection(), ExpressionAttributeNames: proj.Names()})
+		return err
+	})
+	if err != nil || out.Item == nil {
+		return time.Time{}, false, err
 	}
 	var it struct {
 		TS string `dynamodbav:"ts"`
 	}
-	_ = attributevalue.UnmarshalMap(out.Item, &it)
-	ts, _ := time.Parse(time.RFC3339Nano, it.TS)
-	return true, ts, nil
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return time.Time{}, false, fmt.Errorf("dynamodb: decode %s v%d: %w", key, v, err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, it.TS)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("dynamodb: decode %s v%d: timestamp %q", key, v, it.TS)
+	}
+	return ts, true, nil
 }
 
-// tail returns the stream's last n events in version order (snapshots skipped).
-func (s *Store) tail(ctx context.Context, key string, n int32) ([]event.Event, error) {
-	var out []event.Event
+// last returns the stream's last event, or nil for a stream that does not exist. The
+// page of two covers a snapshot sorted above it.
+func (s *Store) last(ctx context.Context, key string) (*event.Event, error) {
+	kc, err := expression.NewBuilder().WithKeyCondition(expression.Key(infra.AttrPK).Equal(expression.Value(key))).Build()
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: build key condition: %w", err)
+	}
 	var start map[string]types.AttributeValue
 	for {
-		page, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
-			KeyConditionExpression: aws.String("pk = :pk"), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(n + 1),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: key}},
-			ExclusiveStartKey:         start})
+		var page *dynamodb.QueryOutput
+		err := retrying(ctx, func() (err error) {
+			page, err = s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+				KeyConditionExpression: kc.KeyCondition(), ExpressionAttributeNames: kc.Names(), ExpressionAttributeValues: kc.Values(),
+				ScanIndexForward: aws.Bool(false), Limit: aws.Int32(2), ExclusiveStartKey: start})
+			return err
+		})
 		if err != nil {
-			return nil, mapError(err)
+			return nil, err
 		}
 		for _, item := range page.Items {
 			e, ok, err := DecodeItem(item)
@@ -288,35 +281,27 @@ func (s *Store) tail(ctx context.Context, key string, n int32) ([]event.Event, e
 				return nil, err
 			}
 			if ok {
-				out = append(out, e)
-				if int32(len(out)) == n {
-					return reverse(out), nil
-				}
+				s.seen.observe(key, e.Version, e.Timestamp)
+				return &e, nil
 			}
 		}
 		if page.LastEvaluatedKey == nil {
-			return reverse(out), nil
+			return nil, nil
 		}
 		start = page.LastEvaluatedKey
 	}
 }
 
-func reverse(evs []event.Event) []event.Event {
-	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
-		evs[i], evs[j] = evs[j], evs[i]
-	}
-	return evs
-}
-
+// conflict builds the conflict error with the stream's current version, read now (the
+// failure path only).
 func (s *Store) conflict(ctx context.Context, st eventstore.Stream, expected int64) error {
-	tail, err := s.tail(ctx, st.Key(), 1)
+	last, err := s.last(ctx, st.Key())
 	if err != nil {
 		return err
 	}
 	var cur int64
-	if len(tail) == 1 {
-		cur = tail[0].Version
-		s.remember(st.Key(), cur, tail[0].Timestamp)
+	if last != nil {
+		cur = last.Version
 	}
 	return &eventstore.ConflictError{Stream: st, Expected: expected, Current: cur}
 }
@@ -324,20 +309,34 @@ func (s *Store) conflict(ctx context.Context, st eventstore.Stream, expected int
 func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
 	to := r.To
 	if to <= 0 {
-		to = 1 << 62
+		to = maxVersion
+	}
+	if to < r.From {
+		return nil, nil
+	}
+	key := st.Key()
+	kc, err := expression.NewBuilder().WithKeyCondition(expression.Key(infra.AttrPK).Equal(expression.Value(key)).
+		And(expression.Key(infra.AttrSK).Between(expression.Value(max(r.From, 1)), expression.Value(to)))).Build()
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: build key condition: %w", err)
 	}
 	var out []event.Event
+	defer func() {
+		if n := len(out); n > 0 {
+			s.seen.observe(key, out[n-1].Version, out[n-1].Timestamp)
+		}
+	}()
 	var start map[string]types.AttributeValue
 	for {
-		page, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
-			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":pk":   &types.AttributeValueMemberS{Value: st.Key()},
-				":from": &types.AttributeValueMemberN{Value: strconv.FormatInt(max(r.From, 1), 10)},
-				":to":   &types.AttributeValueMemberN{Value: strconv.FormatInt(to, 10)}},
-			ExclusiveStartKey: start})
+		var page *dynamodb.QueryOutput
+		err := retrying(ctx, func() (err error) {
+			page, err = s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+				KeyConditionExpression: kc.KeyCondition(), ExpressionAttributeNames: kc.Names(), ExpressionAttributeValues: kc.Values(),
+				ExclusiveStartKey: start})
+			return err
+		})
 		if err != nil {
-			return nil, mapError(err)
+			return nil, err
 		}
 		for _, item := range page.Items {
 			e, ok, err := DecodeItem(item)
@@ -348,21 +347,16 @@ func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Ran
 				continue
 			}
 			if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
-				s.rememberLast(st, out)
 				return out, nil
 			}
 			out = append(out, e)
 		}
 		if page.LastEvaluatedKey == nil {
-			s.rememberLast(st, out)
 			return out, nil
 		}
 		start = page.LastEvaluatedKey
 	}
 }
 
-func (s *Store) rememberLast(st eventstore.Stream, evs []event.Event) {
-	if n := len(evs); n > 0 {
-		s.remember(st.Key(), evs[n-1].Version, evs[n-1].Timestamp)
-	}
-}
+// maxVersion is above any version a stream can reach and exact as a DynamoDB number.
+const maxVersion int64 = 1 << 62

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -14,6 +15,10 @@ import (
 )
 
 var _ docstore.Store = (*Store)(nil)
+
+// maxUpdateAttempts bounds the reruns of an Update that keeps losing serialization
+// races; with the backoff below that is a few seconds of contention.
+const maxUpdateAttempts = 30
 
 type pgTx struct {
 	tx     pgx.Tx
@@ -27,7 +32,7 @@ func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error)
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, classify(fmt.Errorf("pgstore: get %s/%s: %w", coll, key, err))
 	}
 	return true, json.Unmarshal(raw, dst)
 }
@@ -51,23 +56,33 @@ func (t *pgTx) Put(ctx context.Context, coll, key string, v any) error {
 	if err != nil {
 		return err
 	}
+	// rev counts the document's writes: operators (and a future compare-and-set) can
+	// tell whether a read model moved without comparing documents.
 	_, err = t.tx.Exec(ctx, `INSERT INTO documents (collection, key, doc) VALUES ($1, $2, $3)
-		ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc`, coll, key, string(raw))
-	return err
+		ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc, rev = documents.rev + 1`, coll, key, string(raw))
+	if err != nil {
+		return classify(fmt.Errorf("pgstore: put %s/%s: %w", coll, key, err))
+	}
+	return nil
 }
 
 func (t *pgTx) Delete(ctx context.Context, coll, key string) error {
 	if err := t.count(coll, key); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(ctx, "DELETE FROM documents WHERE collection = $1 AND key = $2", coll, key)
-	return err
+	if _, err := t.tx.Exec(ctx, "DELETE FROM documents WHERE collection = $1 AND key = $2", coll, key); err != nil {
+		return classify(fmt.Errorf("pgstore: delete %s/%s: %w", coll, key, err))
+	}
+	return nil
 }
 
-// Update runs fn in a SERIALIZABLE transaction; serialization failures and deadlocks
-// rerun it (bounded), then surface as docstore.ErrConflict.
+// Update runs fn in a SERIALIZABLE transaction: PostgreSQL's predicate locks give the
+// contract's isolation, including for documents fn found missing (two creators of one
+// document cannot both succeed), which SELECT ... FOR UPDATE cannot lock. Serialization
+// failures and deadlocks rerun fn with jittered exponential backoff, bounded, then
+// surface as docstore.ErrConflict.
 func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		var fnErr error
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
 			fnErr = fn(ctx, &pgTx{tx: tx, writes: map[[2]string]bool{}})
@@ -75,8 +90,8 @@ func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx
 		})
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
-			if attempt >= 30 {
-				return docstore.ErrConflict
+			if attempt >= maxUpdateAttempts {
+				return fmt.Errorf("pgstore: update gave up after %d attempts: %w (%w)", attempt, docstore.ErrConflict, err)
 			}
 			d := time.Duration(2<<min(attempt, 6)) * time.Millisecond
 			select {
@@ -87,9 +102,12 @@ func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx
 			continue
 		}
 		if err != nil && fnErr != nil && errors.Is(err, fnErr) {
-			return fnErr
+			return fnErr // as it is: the contract lets callers compare it
 		}
-		return mapError(err)
+		if err != nil {
+			return classify(fmt.Errorf("pgstore: update: %w", err))
+		}
+		return nil
 	}
 }
 
@@ -100,15 +118,17 @@ func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error
 		return false, nil
 	}
 	if err != nil {
-		return false, mapError(err)
+		return false, classify(fmt.Errorf("pgstore: get %s/%s: %w", coll, key, err))
 	}
 	return true, json.Unmarshal(raw, dst)
 }
 
+// List reads the whole collection before calling fn, so that fn may itself use the
+// store without holding a pooled connection.
 func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
 	rows, err := s.pool.Query(ctx, "SELECT key, doc FROM documents WHERE collection = $1 ORDER BY key", coll)
 	if err != nil {
-		return mapError(err)
+		return classify(fmt.Errorf("pgstore: list %s: %w", coll, err))
 	}
 	type kv struct {
 		k string
@@ -119,13 +139,13 @@ func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawM
 		var x kv
 		if err := rows.Scan(&x.k, &x.v); err != nil {
 			rows.Close()
-			return err
+			return classify(fmt.Errorf("pgstore: list %s: %w", coll, err))
 		}
 		all = append(all, x)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return classify(fmt.Errorf("pgstore: list %s: %w", coll, err))
 	}
 	for _, x := range all {
 		if err := fn(x.k, json.RawMessage(x.v)); err != nil {
@@ -136,6 +156,8 @@ func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawM
 }
 
 func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
-	_, err := s.pool.Exec(ctx, "DELETE FROM documents WHERE collection = $1", coll)
-	return mapError(err)
+	if _, err := s.pool.Exec(ctx, "DELETE FROM documents WHERE collection = $1", coll); err != nil {
+		return classify(fmt.Errorf("pgstore: delete collection %s: %w", coll, err))
+	}
+	return nil
 }

@@ -1,16 +1,56 @@
-// Package pgstore is the PostgreSQL backend (seed 002's design: JSONB payload and
-// metadata, UNIQUE(stream, version), indexes for the stream, event type and correlation
-// id), with snapshots and read-model documents in the same database.
+// Package pgstore is the PostgreSQL backend: events, snapshots and read-model documents
+// in one database (seed 002's design: JSONB payload and metadata, a unique (stream,
+// version) constraint, indexes for the stream, the event type, the aggregate type and the
+// correlation id), so that a projection commits its read-model write and its checkpoint
+// in one transaction.
 //
-// The global position is gap-free for readers. A bigserial alone is not: transaction A
-// takes position 5, B takes 6 and commits first, a feed reader reads 6 and moves past 5
-// before A commits (Marten's "high water mark" problem). Here every appending transaction
-// takes one transaction-scoped advisory lock before it allocates positions, so positions
-// are allocated and committed in the same order, and a reader that sees position p has
-// already been able to see everything below p; a rolled-back transaction leaves a gap
-// that nothing fills later. To keep throughput, the appends waiting in one process are
-// grouped into one transaction (each in its own savepoint, so one conflict fails only its
-// own request), and the group commits once: group commit, as in the embedded store.
+// # A global order with no gaps visible to readers
+//
+// The feed (ReadAll, Head) promises that a reader never later sees an event at a
+// position it has already passed. A sequence (bigserial) alone breaks that: transaction A
+// draws position 5, B draws 6 and commits first; a reader sees 6 and moves its checkpoint
+// past 5, and A's event, committed a moment later, is never delivered. This is Marten's
+// "high water mark" problem (its async daemon could still skip in-flight events under
+// concurrent appends until 9.16.1: JasperFx/marten discussion #4953) and the ordering
+// problem of every transactional outbox read by position.
+//
+// Designs weighed:
+//
+//   - Gap detection (Marten's high water mark): the reader stops at the first hole and
+//     skips it after a timeout. It is exact only if no append ever stays uncommitted
+//     longer than the timeout: a rolled-back append and a slow one look the same.
+//   - Transaction ids: store pg_current_xact_id() with each event and read only rows of
+//     transactions below pg_snapshot_xmin(pg_current_snapshot()). Nothing visible is
+//     skipped, but delivery follows transaction-id order, not position order (the id is
+//     drawn at a transaction's first write, the position later), so the feed's uint64
+//     cursor would have to become (xid, position); and any long transaction anywhere in
+//     the database (a report, an idle session, a document update) holds every reader back.
+//   - Positions drawn in commit order (this package). Every appending transaction takes
+//     one transaction-scoped advisory lock before it draws positions and holds it until
+//     it ends. PostgreSQL makes a committing transaction visible to new snapshots
+//     (ProcArrayEndTransaction) before it releases its locks (see CommitTransaction in
+//     src/backend/access/transam/xact.c, which requires exactly that order), so the next
+//     holder of the lock, the only transaction that can draw higher positions, starts
+//     after its predecessor is visible. Hence every snapshot that sees position p sees
+//     every committed position below p. ReadAll is one SELECT, one snapshot, so it
+//     returns a prefix of the log above `after`, never a set whose holes fill later; the
+//     holes left by rolled-back appends are never filled, so skipping them is safe. No
+//     timeout, no reader state, no dependence on unrelated transactions. (The same holds
+//     on a hot standby: commit records are replayed in lock order.)
+//
+// The price is that appends are serialised on one lock across all processes. Two things
+// buy the throughput back. Group commit: the appends waiting in one process are written
+// by one transaction (groupcommit.Batcher), so the lock and the WAL flush are paid once
+// per group. And the group is one pipeline: the lock, one statement per append (version
+// check, position reservation and multi-row insert in a single statement) and the NOTIFY
+// are sent together and run as one implicit transaction that commits at the protocol
+// Sync, so the lock is held for about one round trip plus the commit, whatever the group
+// size. A statement PostgreSQL rejects aborts its group; the failing append is then
+// answered alone and the others are sent again without it.
+//
+// The unique (aggregate_type, aggregate_id, version) constraint is the last line of
+// defence: a writer that bypassed the lock gets a unique violation, which Append reports
+// as a *eventstore.ConflictError.
 package pgstore
 
 import (
@@ -18,7 +58,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,15 +70,33 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore/groupcommit"
 )
 
-const appendLock = 7201550002 // advisory lock serialising position allocation
+// appendLock is the advisory lock that orders position allocation with commits. Every
+// process appending to the database must use the same id.
+const appendLock = 7201550002
+
+// notifyChannel is the LISTEN/NOTIFY channel appends signal on.
+const notifyChannel = "ecm_events"
+
+// ErrClosed is returned for appends after Close.
+var ErrClosed = errors.New("pgstore: closed")
 
 // Store is the PostgreSQL backend. Safe for concurrent use; Close it when done.
 type Store struct {
 	pool    *pgxpool.Pool
-	now     func() time.Time
+	cfg     config
 	batcher *groupcommit.Batcher[*appendReq]
-	once    sync.Once
 	lastTS  time.Time // committer-owned: store-assigned timestamps never go back
+
+	// gate, when set (tests only), makes every group wait for this advisory lock after
+	// its inserts and before it commits, so that a test can hold an append uncommitted.
+	gate int64
+
+	closing   context.Context // cancelled by Close: stops Notify listeners
+	stop      context.CancelFunc
+	mu        sync.Mutex // orders listeners.Add with Close's Wait
+	closed    bool
+	listeners sync.WaitGroup
+	once      sync.Once
 }
 
 var (
@@ -47,358 +104,337 @@ var (
 	_ eventstore.Feed    = (*Store)(nil)
 )
 
-// Open connects, applies migrations and starts the committer.
-func Open(ctx context.Context, dsn string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+type config struct {
+	maxGroup      int
+	commitTimeout time.Duration
+	now           func() time.Time
+	poolConfig    []func(*pgxpool.Config)
+}
+
+// Option configures Open.
+type Option func(*config)
+
+// WithPoolConfig adjusts the connection pool before it is created (pool size, TLS,
+// tracers, connection hooks).
+func WithPoolConfig(fn func(*pgxpool.Config)) Option {
+	return func(c *config) { c.poolConfig = append(c.poolConfig, fn) }
+}
+
+// WithMaxGroup bounds how many concurrent appends share one transaction (default 256).
+func WithMaxGroup(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxGroup = n
+		}
+	}
+}
+
+// WithCommitTimeout bounds one group's transaction, including the wait for the append
+// lock held by other processes (default 30s).
+func WithCommitTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.commitTimeout = d
+		}
+	}
+}
+
+// WithClock replaces the clock that stamps events appended without a timestamp.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// Open connects, applies the schema migrations and starts the committer. A database that
+// cannot be reached yields an *eventstore.ThrottledError.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	cfg := config{maxGroup: 256, commitTimeout: 30 * time.Second, now: event.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	for _, fn := range cfg.poolConfig {
+		fn(pcfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, mapError(fmt.Errorf("pgstore: connect: %w", err))
+		return nil, classify(fmt.Errorf("pgstore: connect: %w", err))
 	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: migrate: %w", err)
+		return nil, classify(fmt.Errorf("pgstore: migrate: %w", err))
 	}
-	s := &Store{pool: pool, now: event.Now}
+	s := &Store{pool: pool, cfg: cfg}
+	s.closing, s.stop = context.WithCancel(context.Background())
 	s.batcher = groupcommit.New(s.commit, func(r *appendReq) { r.done <- appendRes{err: ErrClosed} })
-	s.batcher.MaxGroup = 256
+	s.batcher.MaxGroup = cfg.maxGroup
 	return s, nil
 }
 
-// Pool exposes the connection pool (tests, operational queries).
+// Pool exposes the connection pool: operational queries, and transactions that join a
+// read-model write to the events table.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close stops the committer and closes the pool.
+// Close stops the committer (appends already queued are answered) and the Notify
+// listeners, then closes the pool.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.batcher.Close()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.stop()
+		s.listeners.Wait()
 		s.pool.Close()
 	})
 	return nil
 }
 
-// ErrClosed is returned for appends after Close.
-var ErrClosed = errors.New("pgstore: closed")
-
+// appendReq is one Append waiting for its group. Everything that does not depend on the
+// stream's current version is prepared by the caller, outside the lock.
 type appendReq struct {
 	stream   eventstore.Stream
 	expected int64
-	events   []event.Event
+	drafts   []event.Event // as the caller gave them: their ids decide idempotent retries
+	out      []event.Event // prepared copies; versions, positions and timestamps set at commit
+	stampTS  []bool        // out[i] takes the store's time (the caller gave none)
+	payloads []string
+	metas    []string
 	done     chan appendRes
 }
 
+// appendRes answers a request. Without err, either events holds what was written, or
+// the append was not applied and settle decides between an idempotent retry and a
+// conflict, from the stream version the statement saw (current < 0: read it again).
 type appendRes struct {
-	events []event.Event
-	err    error
+	events  []event.Event
+	err     error
+	settle  bool
+	current int64
 }
 
 func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if expected < eventstore.Any {
 		return nil, eventstore.Invalid("expected version %d is neither a version nor a sentinel", expected)
 	}
-	if err := eventstore.CheckAppend(st, events); err != nil {
+	// Versions are placeholders until commit; a zero now leaves zero timestamps for the
+	// committer to stamp, so that they follow commit order.
+	out, err := eventstore.Prepare(st, 0, events, time.Time{})
+	if err != nil {
 		return nil, err
 	}
-	req := &appendReq{stream: st, expected: expected, events: events, done: make(chan appendRes, 1)}
+	req := &appendReq{stream: st, expected: expected, drafts: events, out: out,
+		payloads: make([]string, len(out)), metas: make([]string, len(out)), stampTS: make([]bool, len(out)),
+		done: make(chan appendRes, 1)}
+	for i, e := range out {
+		req.stampTS[i] = e.Timestamp.IsZero()
+		req.payloads[i] = "null"
+		if len(e.Payload) > 0 {
+			req.payloads[i] = string(e.Payload)
+		}
+		md, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return nil, eventstore.Invalid("metadata of %s: %v", e.EventType, err)
+		}
+		req.metas[i] = string(md)
+	}
 	if err := s.batcher.Submit(ctx, req); errors.Is(err, groupcommit.ErrClosed) {
 		return nil, ErrClosed
 	} else if err != nil {
 		return nil, err
 	}
 	res := <-req.done
-	return res.events, res.err
+	switch {
+	case res.err != nil:
+		return nil, res.err
+	case res.settle:
+		return s.settle(ctx, req, res.current)
+	}
+	return res.events, nil
 }
 
-func (s *Store) commit(group []*appendReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	results := make([]appendRes, len(group))
-	lastTS := s.lastTS
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", appendLock); err != nil {
-			return err
+// settle answers an append that was not applied: an idempotent retry returns the events
+// stored at those versions; anything else is a conflict. It runs in the caller's
+// goroutine, after the group committed: stored events never change, so reading them
+// outside the group's transaction is exact.
+func (s *Store) settle(ctx context.Context, r *appendReq, current int64) ([]event.Event, error) {
+	if current < 0 {
+		if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events
+			WHERE aggregate_type = $1 AND aggregate_id = $2`, r.stream.Type, r.stream.ID).Scan(&current); err != nil {
+			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
 		}
-		lastTS = s.lastTS
-		wrote := false
-		for i, r := range group {
-			// Under the lock no other writer can touch the events table, so a request
-			// that conflicts is rejected before it writes anything: no savepoints needed.
-			res := s.apply(ctx, tx, r, &lastTS)
-			if res.fatal != nil {
-				return res.fatal
-			}
-			wrote = wrote || (res.err == nil && res.wrote)
-			results[i] = res.appendRes
-		}
-		if wrote {
-			_, err := tx.Exec(ctx, "SELECT pg_notify('ecm_events', '')")
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		s.lastTS = lastTS
-	} else if len(group) > 1 {
-		// One request PostgreSQL rejects must not fail its neighbours: retry each alone.
-		for _, r := range group {
-			s.commit([]*appendReq{r})
-		}
-		return
 	}
-	for i, r := range group {
+	n := int64(len(r.drafts))
+	from := r.expected + 1
+	if r.expected == eventstore.Any {
+		from = current - n + 1
+	}
+	if from >= 1 && from+n-1 <= current && r.expected != current {
+		stored, err := loadRange(ctx, s.pool, r.stream, from, from+n-1)
 		if err != nil {
-			r.done <- appendRes{err: mapError(fmt.Errorf("pgstore: append: %w", err))}
-			continue
+			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
 		}
-		r.done <- results[i]
+		if eventstore.SameEvents(stored, r.drafts) {
+			return stored, nil
+		}
+	}
+	return nil, &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}
+}
+
+// appendSQL applies one append in one statement: it reads the stream's version, and
+// when it is the expected one (or the expectation is Any and the events are not already
+// the stream's tail) reserves a block of positions and inserts the events. It returns the
+// version it saw and the last reserved position (NULL: nothing written). The caller
+// holds appendLock, so nothing else draws positions or writes events in between.
+const appendSQL = `WITH cur AS (
+	SELECT coalesce(max(version), 0) AS v FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+), tail AS (
+	SELECT array_agg(event_id ORDER BY version) AS ids FROM events
+	WHERE $3::bigint = -1 AND aggregate_type = $1 AND aggregate_id = $2 AND version > (SELECT v FROM cur) - $4::bigint
+), res AS (
+	SELECT cur.v, CASE
+		WHEN (cur.v = $3::bigint OR $3::bigint = -1) AND NOT coalesce(cur.v >= $4::bigint AND tail.ids = $5::text[], false)
+		THEN setval('events_position', nextval('events_position') + $4::bigint - 1) END AS last
+	FROM cur, tail
+), ins AS (
+	INSERT INTO events (position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata)
+	SELECT res.last - $4::bigint + d.o, $1, $2, res.v + d.o, d.id, d.typ, d.sv, d.ts, d.payload::jsonb, d.md::jsonb
+	FROM res, unnest($5::text[], $6::text[], $7::int[], $8::timestamptz[], $9::text[], $10::text[])
+		WITH ORDINALITY AS d(id, typ, sv, ts, payload, md, o)
+	WHERE res.last IS NOT NULL
+)
+SELECT v, last FROM res`
+
+// commit writes one group: one pipeline, one implicit transaction (see the package
+// comment). The committer goroutine is the only caller.
+func (s *Store) commit(group []*appendReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.commitTimeout)
+	defer cancel()
+	results, culprit, err := s.send(ctx, group)
+	switch {
+	case err == nil:
+		for i, r := range group {
+			r.done <- results[i]
+		}
+	case culprit >= 0 && len(group) > 1:
+		// PostgreSQL rejected one append's statement and rolled the group back: the others
+		// are innocent and go again without it; the culprit gets its own answer.
+		rest := make([]*appendReq, 0, len(group)-1)
+		rest = append(rest, group[:culprit]...)
+		s.commit(append(rest, group[culprit+1:]...))
+		s.commit(group[culprit : culprit+1])
+	default:
+		for _, r := range group {
+			r.done <- s.failed(r, err)
+		}
 	}
 }
 
-type applyRes struct {
-	appendRes
-	wrote bool
-	fatal error // the transaction itself failed: the whole group fails
+// failed answers a request whose group could not commit.
+func (s *Store) failed(r *appendReq, err error) appendRes {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_stream_version" {
+		// Someone wrote these versions without the append lock: still only a conflict.
+		return appendRes{settle: true, current: -1}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The group's own deadline: the lock or the database was too slow, not the caller.
+		return appendRes{err: &eventstore.ThrottledError{RetryAfter: 2 * time.Second,
+			Err: fmt.Errorf("pgstore: append to %s: %w", r.stream, err)}}
+	}
+	return appendRes{err: classify(fmt.Errorf("pgstore: append to %s: %w", r.stream, err))}
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, r *appendReq, lastTS *time.Time) applyRes {
-	n := int64(len(r.events))
-	// One round trip: the stream's current version and, when it is what the request
-	// expects, a block of n positions reserved from the sequence.
-	expected := r.expected
-	var current int64
-	var last *int64
-	err := tx.QueryRow(ctx, `SELECT c.v, CASE WHEN c.v = $3 OR $3 = -1
-		THEN setval('events_position', nextval('events_position') + $4 - 1) END
-		FROM (SELECT coalesce(max(version), 0) AS v FROM events WHERE aggregate_type = $1 AND aggregate_id = $2) c`,
-		r.stream.Type, r.stream.ID, expected, n).Scan(&current, &last)
-	if err != nil {
-		return applyRes{fatal: err}
+// send runs the group's pipeline. On failure, culprit is the index of the request whose
+// statement failed, or -1 when the failure is the group's (connection, lock, commit).
+func (s *Store) send(ctx context.Context, group []*appendReq) (results []appendRes, culprit int, err error) {
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", appendLock)
+	for _, r := range group {
+		s.stamp(r)
+		n := len(r.out)
+		ids, types, svs, tss := make([]string, n), make([]string, n), make([]int32, n), make([]time.Time, n)
+		for i, e := range r.out {
+			ids[i], types[i], svs[i], tss[i] = e.EventID, e.EventType, int32(e.SchemaVersion), e.Timestamp
+		}
+		b.Queue(appendSQL, r.stream.Type, r.stream.ID, r.expected, int64(n), ids, types, svs, tss, r.payloads, r.metas)
 	}
-	if expected == eventstore.Any {
-		if current >= n {
-			if stored, err := loadRange(ctx, tx, r.stream, current-n+1, current); err == nil && eventstore.SameEvents(stored, r.events) {
-				return applyRes{appendRes: appendRes{events: stored}} // positions reserved but unused: a harmless gap
+	if s.gate != 0 {
+		b.Queue("SELECT pg_advisory_xact_lock_shared($1)", s.gate)
+	}
+	// Delivered at commit, and only if the group commits.
+	b.Queue("SELECT pg_notify($1, '')", notifyChannel)
+
+	br := s.pool.SendBatch(ctx, b)
+	culprit = -1
+	results = make([]appendRes, len(group))
+	if _, err = br.Exec(); err == nil {
+		for i, r := range group {
+			var v int64
+			var last *int64
+			if err = br.QueryRow().Scan(&v, &last); err != nil {
+				culprit = i
+				break
 			}
-		}
-		expected = current
-	}
-	if last == nil {
-		if expected >= 0 && expected+n <= current {
-			if stored, err := loadRange(ctx, tx, r.stream, expected+1, expected+n); err == nil && eventstore.SameEvents(stored, r.events) {
-				return applyRes{appendRes: appendRes{events: stored}}
-			}
-		}
-		return applyRes{appendRes: appendRes{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}}
-	}
-	now := s.now().UTC().Truncate(time.Microsecond)
-	if !now.After(*lastTS) {
-		now = lastTS.Add(time.Microsecond)
-	}
-	out, err := eventstore.Prepare(r.stream, current, r.events, now)
-	if err != nil {
-		return applyRes{appendRes: appendRes{err: err}}
-	}
-	first := *last - n + 1
-	ids, types, payloads, mds := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	svs, vers, poss := make([]int32, n), make([]int64, n), make([]int64, n)
-	tss := make([]time.Time, n)
-	for i := range out {
-		out[i].Position = uint64(first + int64(i))
-		md, _ := json.Marshal(out[i].Metadata)
-		payload := out[i].Payload
-		if len(payload) == 0 {
-			payload = json.RawMessage("null")
-		}
-		ids[i], types[i], payloads[i], mds[i] = out[i].EventID, out[i].EventType, string(payload), string(md)
-		svs[i], vers[i], poss[i], tss[i] = int32(out[i].SchemaVersion), out[i].Version, first+int64(i), out[i].Timestamp
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO events (position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata)
-		SELECT p, $1, $2, v, id, typ, sv, ts, payload::jsonb, md::jsonb
-		FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::timestamptz[], $9::text[], $10::text[])
-			AS d(p, v, id, typ, sv, ts, payload, md)`,
-		r.stream.Type, r.stream.ID, poss, vers, ids, types, svs, tss, payloads, mds)
-	if err != nil {
-		return applyRes{fatal: err}
-	}
-	*lastTS = now
-	return applyRes{appendRes: appendRes{events: out}, wrote: true}
-}
-
-const eventColumns = `position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata`
-
-type queryer interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-func scanEvents(rows pgx.Rows) ([]event.Event, error) {
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var e event.Event
-		var pos int64
-		var payload, md []byte
-		if err := rows.Scan(&pos, &e.AggregateType, &e.AggregateID, &e.Version, &e.EventID, &e.EventType,
-			&e.SchemaVersion, &e.Timestamp, &payload, &md); err != nil {
-			return nil, err
-		}
-		e.Position, e.Payload, e.Timestamp = uint64(pos), json.RawMessage(payload), e.Timestamp.UTC()
-		if err := json.Unmarshal(md, &e.Metadata); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
-func loadRange(ctx context.Context, q queryer, st eventstore.Stream, from, to int64) ([]event.Event, error) {
-	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-		AND version BETWEEN $3 AND $4 ORDER BY version`, st.Type, st.ID, from, to)
-	if err != nil {
-		return nil, err
-	}
-	return scanEvents(rows)
-}
-
-func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
-	to := r.To
-	if to <= 0 {
-		to = 1 << 62
-	}
-	evs, err := loadRange(ctx, s.pool, st, max(r.From, 1), to)
-	if err != nil {
-		return nil, mapError(err)
-	}
-	if !r.Until.IsZero() {
-		for i, e := range evs {
-			if e.Timestamp.After(r.Until) {
-				return evs[:i], nil
-			}
+			results[i] = s.applied(r, v, last)
 		}
 	}
-	return evs, nil
-}
-
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
-func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
-	where := []string{"position > $1"}
-	args := []any{int64(c.After)}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.EventType != "" {
-		add("event_type = $%d", f.EventType)
-	}
-	if f.AggregateType != "" {
-		add("aggregate_type = $%d", f.AggregateType)
-	}
-	if f.CorrelationID != "" {
-		add("correlation_id = $%d", f.CorrelationID)
-	}
-	if !f.Since.IsZero() {
-		add("ts >= $%d", f.Since)
-	}
-	if !f.Until.IsZero() {
-		add("ts <= $%d", f.Until)
-	}
-	args = append(args, limit+1)
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(" ORDER BY position LIMIT $%d", len(args)), args...)
-	if err != nil {
-		return eventstore.Page{}, mapError(err)
-	}
-	evs, err := scanEvents(rows)
-	if err != nil {
-		return eventstore.Page{}, mapError(err)
-	}
-	page := eventstore.Page{Events: evs}
-	if len(evs) > limit {
-		page.Events = evs[:limit]
-		page.NextCursor = eventstore.EncodeCursor(cursor{After: evs[limit-1].Position})
-	}
-	if page.Events == nil {
-		page.Events = []event.Event{}
-	}
-	return page, nil
-}
-
-func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE position > $1 ORDER BY position LIMIT $2`,
-		int64(after), eventstore.PageSize(limit))
-	if err != nil {
-		return nil, mapError(err)
-	}
-	evs, err := scanEvents(rows)
-	return evs, mapError(err)
-}
-
-func (s *Store) Head(ctx context.Context) (uint64, error) {
-	var h int64
-	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(position), 0) FROM events").Scan(&h)
-	return uint64(h), mapError(err)
-}
-
-// Notify returns a channel signalled when appends commit (LISTEN/NOTIFY), so feed readers
-// can react at once instead of waiting for their next poll. It closes when ctx ends.
-func (s *Store) Notify(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	go func() {
-		defer close(ch)
-		for ctx.Err() == nil {
-			conn, err := s.pool.Acquire(ctx)
-			if err != nil {
-				time.Sleep(time.Second)
-				continue
-			}
-			if _, err := conn.Exec(ctx, "LISTEN ecm_events"); err == nil {
-				for {
-					if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-						break
-					}
-					select {
-					case ch <- struct{}{}:
-					default:
-					}
-				}
-			}
-			conn.Release()
-		}
-	}()
-	return ch
-}
-
-// mapError turns connection exhaustion and unavailability into ThrottledError (503 with
-// Retry-After at the edge).
-func mapError(err error) error {
 	if err == nil {
-		return nil
+		for range b.Len() - len(group) - 1 {
+			if _, err = br.Exec(); err != nil {
+				break
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "53300", "57P03": // too many connections, cannot connect now
-			return &eventstore.ThrottledError{RetryAfter: time.Second, Err: err}
+	if culprit >= 0 && !errors.As(err, &pgErr) {
+		culprit = -1 // the connection failed, not the statement
+	}
+	return results, culprit, err
+}
+
+// stamp gives the request's events without a caller timestamp the store's time, never
+// earlier than a previous group's, so that timestamps follow positions within a process.
+func (s *Store) stamp(r *appendReq) {
+	now := s.cfg.now().UTC().Truncate(time.Microsecond)
+	if !now.After(s.lastTS) {
+		now = s.lastTS.Add(time.Microsecond)
+	}
+	s.lastTS = now
+	for i := range r.out {
+		if r.stampTS[i] {
+			r.out[i].Timestamp = now
 		}
 	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return &eventstore.ThrottledError{RetryAfter: 2 * time.Second, Err: err}
+}
+
+// applied turns one statement's answer into the request's result.
+func (s *Store) applied(r *appendReq, current int64, last *int64) appendRes {
+	if last == nil {
+		return appendRes{settle: true, current: current}
 	}
-	return err
+	n := int64(len(r.out))
+	out := make([]event.Event, n)
+	for i, e := range r.out {
+		e.Version = current + int64(i) + 1
+		e.Position = uint64(*last - n + 1 + int64(i))
+		out[i] = e
+	}
+	return appendRes{events: out}
 }

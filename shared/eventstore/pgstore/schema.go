@@ -7,8 +7,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// migrations are applied in order, once each, under an advisory lock so that two
-// processes starting together do not race.
+// migrations are applied in order, once each, each in its own transaction, under an
+// advisory lock so that two processes starting together do not race. Append only: a
+// database records the versions it has, so an applied migration is never edited.
+//
+// event_id is text, not uuid: the store contract accepts any caller-chosen id (the other
+// backends store it as given), and a uuid column would turn such an id into an error here
+// only.
+//
+// events_position must keep CACHE 1: a session caching values would hand out positions
+// below ones already committed, whatever the append lock does.
 var migrations = []string{
 	`CREATE SEQUENCE events_position;
 	CREATE TABLE events (
@@ -45,6 +53,7 @@ var migrations = []string{
 		doc        jsonb NOT NULL,
 		PRIMARY KEY (collection, key)
 	);`,
+	`ALTER TABLE documents ADD COLUMN rev bigint NOT NULL DEFAULT 1;`,
 }
 
 const migrationLock = 7201550001 // advisory lock id for migrations

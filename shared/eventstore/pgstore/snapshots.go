@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,7 +17,10 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aggregate_type, aggregate_id, version)
 		DO UPDATE SET state_version = EXCLUDED.state_version, ts = EXCLUDED.ts, state = EXCLUDED.state`,
 		snap.Stream.Type, snap.Stream.ID, snap.Version, snap.StateVersion, snap.Timestamp, string(snap.State))
-	return mapError(err)
+	if err != nil {
+		return classify(fmt.Errorf("pgstore: save snapshot of %s: %w", snap.Stream, err))
+	}
+	return nil
 }
 
 func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
@@ -37,8 +42,8 @@ func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r ev
 	case err == nil:
 		snap.Stream, snap.State, snap.Timestamp = st, json.RawMessage(state), snap.Timestamp.UTC()
 		found = &snap
-	case err != pgx.ErrNoRows:
-		return nil, nil, mapError(err)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, classify(fmt.Errorf("pgstore: load snapshot of %s: %w", st, err))
 	}
 	return eventstore.LoadSnapshotThenEvents(ctx, s, found, st, r)
 }
@@ -46,5 +51,8 @@ func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r ev
 func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND version < $3`,
 		st.Type, st.ID, below)
-	return mapError(err)
+	if err != nil {
+		return classify(fmt.Errorf("pgstore: delete snapshots of %s: %w", st, err))
+	}
+	return nil
 }

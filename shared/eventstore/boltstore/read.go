@@ -1,0 +1,313 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
+)
+
+// head is the stream's current version: its last key in the streams bucket.
+func head(tx *bolt.Tx, key string) int64 {
+	c := tx.Bucket(bStreams).Cursor()
+	prefix := streamPrefix(key)
+	k, _ := c.Seek(streamKey(key, math.MaxInt64))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return 0
+	}
+	v, _ := suffixVersion(k, prefix)
+	return v
+}
+
+func getEvent(tx *bolt.Tx, pk []byte) (event.Event, error) {
+	if len(pk) != 8 {
+		return event.Event{}, fmt.Errorf("%w: index entry of %d bytes", ErrCorrupt, len(pk))
+	}
+	pos := binary.BigEndian.Uint64(pk)
+	raw := tx.Bucket(bLog).Get(pk)
+	if raw == nil {
+		return event.Event{}, fmt.Errorf("%w: position %d is indexed but missing from the log", ErrCorrupt, pos)
+	}
+	return decodeEvent(pos, raw)
+}
+
+// scanStream calls fn for the stream's events from version from (inclusive) up to to
+// (0: no bound), in version order, until fn returns false.
+func scanStream(tx *bolt.Tx, key string, from, to int64, fn func(event.Event) bool) error {
+	c := tx.Bucket(bStreams).Cursor()
+	prefix := streamPrefix(key)
+	for k, v := c.Seek(streamKey(key, max(from, 1))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if ver, ok := suffixVersion(k, prefix); !ok || (to > 0 && ver > to) {
+			break
+		}
+		e, err := getEvent(tx, v)
+		if err != nil {
+			return err
+		}
+		if !fn(e) {
+			break
+		}
+	}
+	return nil
+}
+
+func loadRange(tx *bolt.Tx, key string, from, to int64) ([]event.Event, error) {
+	var out []event.Event
+	err := scanStream(tx, key, from, to, func(e event.Event) bool { out = append(out, e); return true })
+	return out, err
+}
+
+func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !validStream(st) {
+		return nil, nil // nothing can have been stored under it
+	}
+	var out []event.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return scanStream(tx, st.Key(), r.From, r.To, func(e event.Event) bool {
+			if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
+				return false // as of Until: the prefix of the stream up to then
+			}
+			out = append(out, e)
+			return true
+		})
+	})
+	return out, wrap(err)
+}
+
+// validStream keeps invalid input away from key prefixes it could alias.
+func validStream(st eventstore.Stream) bool { return event.ValidID(st.Type) && event.ValidID(st.ID) }
+
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("boltstore: %w", err)
+}
+
+type cursor struct {
+	After uint64 `json:"after"`
+}
+
+// Query walks the most selective index the filter names (correlation id, then event
+// type, then aggregate type; the log itself when it names none) from the cursor's
+// position, and checks every candidate against the whole filter. Timestamps are checked
+// on each event rather than used to bound the walk: the store's own timestamps follow
+// position order, but caller-given ones can be anything.
+func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.Page{}, err
+	}
+	var c cursor
+	if f.Cursor != "" {
+		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
+			return eventstore.Page{}, err
+		}
+	}
+	limit := eventstore.PageSize(f.Limit)
+	page := eventstore.Page{Events: []event.Event{}}
+	if c.After == math.MaxUint64 {
+		return page, nil
+	}
+	take := func(e event.Event) bool { // false: the page is full
+		if !f.Matches(e) {
+			return true
+		}
+		if len(page.Events) == limit {
+			page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
+			return false
+		}
+		page.Events = append(page.Events, e)
+		return true
+	}
+	var kind byte
+	var value string
+	switch {
+	case f.CorrelationID != "":
+		kind, value = idxCorr, f.CorrelationID
+	case f.EventType != "":
+		kind, value = idxType, f.EventType
+	case f.AggregateType != "":
+		kind, value = idxAggType, f.AggregateType
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if kind == 0 {
+			cur := tx.Bucket(bLog).Cursor()
+			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
+				e, err := decodeEvent(binary.BigEndian.Uint64(k), v)
+				if err != nil {
+					return err
+				}
+				if !take(e) {
+					return nil
+				}
+			}
+			return nil
+		}
+		prefix := indexPrefix(kind, value)
+		cur := tx.Bucket(bIndex).Cursor()
+		for k, _ := cur.Seek(indexKey(kind, value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			if len(k) != len(prefix)+8 {
+				continue // a longer value that begins with this one and a 0x00
+			}
+			e, err := getEvent(tx, k[len(prefix):])
+			if err != nil {
+				return err
+			}
+			if !take(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return eventstore.Page{}, wrap(err)
+	}
+	return page, nil
+}
+
+func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if after == math.MaxUint64 {
+		return nil, nil
+	}
+	n := eventstore.PageSize(limit)
+	var out []event.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bLog).Cursor()
+		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < n; k, v = cur.Next() {
+			e, err := decodeEvent(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, wrap(err)
+}
+
+// Head is the log's sequence: positions are assigned and committed together, so every
+// position up to it is readable.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var h uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		h = tx.Bucket(bLog).Sequence()
+		return nil
+	})
+	return h, wrap(err)
+}
+
+func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nested(ctx) {
+		return ErrNested
+	}
+	if !validStream(snap.Stream) {
+		return eventstore.Invalid("snapshot of an invalid stream %q", snap.Stream.Key())
+	}
+	if snap.Version < 1 {
+		return eventstore.Invalid("snapshot of %s at version %d covers no event", snap.Stream, snap.Version)
+	}
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("boltstore: encode snapshot of %s: %w", snap.Stream, err)
+	}
+	return wrap(s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSnapshots).Put(streamKey(snap.Stream.Key(), snap.Version), raw)
+	}))
+}
+
+func (s *Store) LoadFromSnapshot(ctx context.Context, st eventstore.Stream, r eventstore.Range) (*eventstore.Snapshot, []event.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if !validStream(st) {
+		return nil, nil, nil
+	}
+	var snap *eventstore.Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		key := st.Key()
+		prefix := streamPrefix(key)
+		c := tx.Bucket(bSnapshots).Cursor()
+		upper := streamKey(key, math.MaxInt64)
+		if r.To > 0 {
+			upper = streamKey(key, r.To)
+		}
+		// The newest snapshot at or below upper, then older ones until one is within Until.
+		k, v := c.Seek(upper)
+		if k == nil {
+			k, v = c.Last()
+		} else if !bytes.Equal(k, upper) {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			var sn eventstore.Snapshot
+			if err := json.Unmarshal(v, &sn); err != nil {
+				return fmt.Errorf("%w: snapshot of %s: %v", ErrCorrupt, st, err)
+			}
+			if (r.To > 0 && sn.Version > r.To) || (!r.Until.IsZero() && sn.Timestamp.After(r.Until)) {
+				continue
+			}
+			snap = &sn
+			return nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	return eventstore.LoadSnapshotThenEvents(ctx, s, snap, st, r)
+}
+
+func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nested(ctx) {
+		return ErrNested
+	}
+	if !validStream(st) {
+		return nil
+	}
+	return wrap(s.db.Update(func(tx *bolt.Tx) error {
+		prefix := streamPrefix(st.Key())
+		b := tx.Bucket(bSnapshots)
+		c := b.Cursor()
+		// Collected first: deleting under a cursor moves it.
+		var del [][]byte
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if v, ok := suffixVersion(k, prefix); !ok || v >= below {
+				break
+			}
+			del = append(del, append([]byte(nil), k...))
+		}
+		for _, k := range del {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
