@@ -14,7 +14,24 @@ var (
 	ErrTooLarge  = errors.New("limit exceeded")
 	ErrThrottled = errors.New("store throttled")
 	ErrNotFound  = errors.New("not found")
+	// ErrDuplicateEvent: an append carries an event id the store holds, but not as that
+	// same append (another stream, another position in the batch, other ids beside it).
+	ErrDuplicateEvent = errors.New("event id already used")
 )
+
+// DuplicateEventError names the event id and where the store holds it. Nothing was
+// written.
+type DuplicateEventError struct {
+	EventID string
+	Held    Stream // the stream that holds the id
+	Version int64  // its version there
+}
+
+func (e *DuplicateEventError) Error() string {
+	return fmt.Sprintf("event id %s is already used by %s v%d", e.EventID, e.Held, e.Version)
+}
+
+func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplicateEvent }
 
 // ConflictError reports an expected-version mismatch and the stream's current version.
 type ConflictError struct {

@@ -94,16 +94,44 @@ func EncodedSize(e event.Event) int {
 	return len(b)
 }
 
-// SameEvents reports whether stored holds exactly the ids of drafts, in order: the test
-// for an idempotent retry of an append.
-func SameEvents(stored, drafts []event.Event) bool {
-	if len(stored) != len(drafts) {
+// SameEvents reports whether stored holds exactly the ids of prepared, in order: the test
+// for an idempotent retry of an append. prepared must have its ids (see Prepare).
+func SameEvents(stored, prepared []event.Event) bool {
+	if len(stored) != len(prepared) {
 		return false
 	}
-	for i := range drafts {
-		if drafts[i].EventID == "" || stored[i].EventID != drafts[i].EventID {
+	for i := range prepared {
+		if prepared[i].EventID == "" || stored[i].EventID != prepared[i].EventID {
 			return false
 		}
 	}
 	return true
+}
+
+// Recognise answers a re-append whose first event id the store holds at version held
+// of stream heldIn: stored are the events from that version on (at least len(prepared)
+// of them when the stream has them). The original append is returned when the ids match
+// in order; anything else is a *DuplicateEventError.
+func Recognise(s, heldIn Stream, held int64, stored, prepared []event.Event) ([]event.Event, error) {
+	dup := &DuplicateEventError{EventID: prepared[0].EventID, Held: heldIn, Version: held}
+	if heldIn != s || len(stored) < len(prepared) {
+		return nil, dup
+	}
+	stored = stored[:len(prepared)]
+	if !SameEvents(stored, prepared) {
+		return nil, dup
+	}
+	return stored, nil
+}
+
+// AssignIDs gives every event without an id a fresh one, so the store's own retries of a
+// write carry the ids of the first attempt. It returns a copy; events is not modified.
+func AssignIDs(events []event.Event) []event.Event {
+	out := append([]event.Event(nil), events...)
+	for i := range out {
+		if out[i].EventID == "" {
+			out[i].EventID = event.NewID()
+		}
+	}
+	return out
 }

@@ -75,14 +75,26 @@ const (
 )
 
 // Store is an append-only event store with optimistic concurrency.
+//
+// Event identity is part of the contract: an event id names one event for the life of the
+// store. Every event has its id before the store's first write attempt (Prepare assigns
+// one where the caller left it empty), so a write whose response was lost is recognised
+// when it is retried. A re-append of events whose first id the store already holds, at
+// any version and whatever was appended since, is the original append: Append returns
+// the events as stored then and writes nothing. Ids chosen by the caller (derived from an
+// idempotency key, a saga step, an import) are recognised at any version on every
+// backend; ids the store generated are known to nobody else until Append returns, so the
+// only retry that can carry them is the store's own at the same version, which every
+// backend recognises too.
 type Store interface {
 	// Append writes events to the end of the stream atomically: all of them or none.
 	// expectedVersion is the stream's current version as the caller saw it, NoStream, or
 	// Any. The store sets AggregateType/AggregateID from s, assigns versions (and
 	// positions), and fills EventID and Timestamp where they are zero. It returns the
-	// events as stored. A mismatch returns a *ConflictError. Appending events whose ids
-	// already stand at exactly those versions is an idempotent success that returns the
-	// stored events and writes nothing.
+	// events as stored. A mismatch returns a *ConflictError. An append is identified by
+	// its first event's id: re-appending an append the store holds (same ids, in order)
+	// returns the stored events and writes nothing, whatever the expected version; a
+	// first id held in another stream, or beside other ids, is a *DuplicateEventError.
 	Append(ctx context.Context, s Stream, expectedVersion int64, events []event.Event) ([]event.Event, error)
 
 	// Load returns the stream's events in version order within r. A stream that does not
@@ -95,6 +107,12 @@ type Store interface {
 	// neither duplicates nor gaps between pages. At least one of EventType,
 	// AggregateType or CorrelationID must be set on backends without a global order.
 	Query(ctx context.Context, f Filter) (Page, error)
+
+	// FindEvent returns the version at which stream s holds the event with this id. The
+	// first id of an append with caller-chosen ids is found on every backend (some find
+	// every id); found is false when the stream does not hold it (a *DuplicateEventError
+	// when another stream does).
+	FindEvent(ctx context.Context, s Stream, eventID string) (version int64, found bool, err error)
 }
 
 // Feed is the global, gap-free ordered log of a backend that has one (memory, embedded,

@@ -18,6 +18,8 @@
 //	log        position (8-byte big endian) → header (version, timestamp) + event JSON
 //	streams    stream key 0x00 version (8B) → position (the last key of a stream is its head)
 //	idx        kind byte ('t' type, 'a' aggregate type, 'c' correlation) value 0x00 position → nil
+//	ids        event id → stream key 0x00 version (8B): event identity (a re-append of held
+//	           ids is the original append, at any version)
 //	snapshots  stream key 0x00 version (8B) → snapshot JSON
 //	clock      empty; its sequence is the last timestamp the store assigned (µs)
 //	d:<coll>   document key → JSON (docstore)
@@ -29,10 +31,12 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +53,7 @@ var (
 	bIndex     = []byte("idx")
 	bSnapshots = []byte("snapshots")
 	bClock     = []byte("clock")
+	bIDs       = []byte("ids")
 )
 
 // ErrLocked is returned by Open when another process holds the file.
@@ -113,6 +118,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 				return err
 			}
 		}
+		if tx.Bucket(bIDs) == nil {
+			if err := backfillIDs(tx); err != nil {
+				return err
+			}
+		}
 		if us := tx.Bucket(bClock).Sequence(); us > 0 {
 			s.lastTS = time.UnixMicro(int64(us)).UTC()
 		}
@@ -158,8 +168,7 @@ type appendReq struct {
 	stream   eventstore.Stream
 	key      string
 	expected int64
-	drafts   []event.Event // as given: an idempotent retry is recognised by their ids
-	prepared []event.Event // versions 1..n; a zero timestamp is the store's to assign
+	prepared []event.Event // ids assigned, versions 1..n; a zero timestamp is the store's to assign
 	values   [][]byte      // encoded envelopes, header to be filled by the committer
 }
 
@@ -218,7 +227,7 @@ func newAppendReq(st eventstore.Stream, expected int64, events []event.Event) (*
 			return nil, err
 		}
 	}
-	return &appendReq{stream: st, key: st.Key(), expected: expected, drafts: events, prepared: prepared, values: values}, nil
+	return &appendReq{stream: st, key: st.Key(), expected: expected, prepared: prepared, values: values}, nil
 }
 
 // storageError marks a failure of bbolt itself while applying one request (as opposed to
@@ -298,28 +307,29 @@ func without(list []int, v int) []int {
 // appends of the group left. A conflict or an idempotent retry writes nothing; a non-nil
 // error is a storage failure that must abort the transaction.
 func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, error) {
-	current := head(tx, r.key)
-	n := int64(len(r.drafts))
-	if r.expected != eventstore.Any && r.expected != current {
-		if r.expected >= 0 && r.expected+n <= current {
-			stored, err := loadRange(tx, r.key, r.expected+1, r.expected+n)
-			if err != nil {
-				return result{}, err
-			}
-			if eventstore.SameEvents(stored, r.drafts) {
-				return result{events: stored}, nil
-			}
+	ids := tx.Bucket(bIDs)
+	for i, e := range r.prepared {
+		ref := ids.Get([]byte(e.EventID))
+		if ref == nil {
+			continue
 		}
-		return result{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}, nil
-	}
-	if r.expected == eventstore.Any && current >= n {
-		stored, err := loadRange(tx, r.key, current-n+1, current)
+		held, v, ok := parseIDRef(ref)
+		if !ok {
+			return result{}, fmt.Errorf("event id %s: malformed reference %q", e.EventID, ref)
+		}
+		if i > 0 {
+			return result{err: &eventstore.DuplicateEventError{EventID: e.EventID, Held: held, Version: v}}, nil
+		}
+		stored, err := loadRange(tx, held.Key(), v, v+int64(len(r.prepared))-1)
 		if err != nil {
 			return result{}, err
 		}
-		if eventstore.SameEvents(stored, r.drafts) {
-			return result{events: stored}, nil
-		}
+		evs, err := eventstore.Recognise(r.stream, held, v, stored, r.prepared)
+		return result{events: evs, err: err}, nil
+	}
+	current := head(tx, r.key)
+	if r.expected != eventstore.Any && r.expected != current {
+		return result{err: &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}}, nil
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if !now.After(*lastTS) {
@@ -343,6 +353,7 @@ func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, err
 		if err := firstErr(
 			logB.Put(pk, r.values[i]),
 			streams.Put(streamKey(r.key, e.Version), pk),
+			ids.Put([]byte(e.EventID), streamKey(r.key, e.Version)),
 			idx.Put(indexKey(idxType, e.EventType, pos), nil),
 			idx.Put(indexKey(idxAggType, e.AggregateType, pos), nil),
 		); err != nil {
@@ -356,6 +367,63 @@ func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, err
 		out[i] = e
 	}
 	return result{events: out}, nil
+}
+
+// parseIDRef reads an ids-bucket value: the stream key, 0x00, the version.
+func parseIDRef(ref []byte) (eventstore.Stream, int64, bool) {
+	if len(ref) < 10 || ref[len(ref)-9] != 0 {
+		return eventstore.Stream{}, 0, false
+	}
+	key := string(ref[:len(ref)-9])
+	typ, id, ok := strings.Cut(key, "#")
+	if !ok {
+		return eventstore.Stream{}, 0, false
+	}
+	return eventstore.Stream{Type: typ, ID: id}, int64(binary.BigEndian.Uint64(ref[len(ref)-8:])), true
+}
+
+// backfillIDs creates the ids bucket and fills it from the streams a store written
+// before event identity holds. A duplicate id among old events keeps its first place.
+func backfillIDs(tx *bolt.Tx) error {
+	ids, err := tx.CreateBucket(bIDs)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bStreams).ForEach(func(k, pos []byte) error {
+		e, err := getEvent(tx, pos)
+		if err != nil {
+			return err
+		}
+		if ids.Get([]byte(e.EventID)) != nil {
+			return nil
+		}
+		return ids.Put([]byte(e.EventID), append([]byte(nil), k...))
+	})
+}
+
+// FindEvent looks the id up in the ids bucket.
+func (s *Store) FindEvent(ctx context.Context, st eventstore.Stream, id string) (int64, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	var v int64
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ref := tx.Bucket(bIDs).Get([]byte(id))
+		if ref == nil {
+			return nil
+		}
+		held, hv, ok := parseIDRef(ref)
+		switch {
+		case !ok:
+			return fmt.Errorf("boltstore: event id %s: malformed reference", id)
+		case held != st:
+			return &eventstore.DuplicateEventError{EventID: id, Held: held, Version: hv}
+		}
+		v, found = hv, true
+		return nil
+	})
+	return v, found, err
 }
 
 func firstErr(errs ...error) error {

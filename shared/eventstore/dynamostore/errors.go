@@ -20,7 +20,9 @@ import (
 type conditionFailed struct {
 	index int
 	old   map[string]types.AttributeValue
-	err   error
+	// olds holds every item of a transaction whose condition failed, by request index.
+	olds map[int]map[string]types.AttributeValue
+	err  error
 }
 
 func (c *conditionFailed) Error() string { return fmt.Sprintf("dynamodb: condition failed: %v", c.err) }
@@ -72,13 +74,20 @@ func classify(err error) error {
 	var tce *types.TransactionCanceledException
 	if errors.As(err, &tce) {
 		retry := false
+		var cf *conditionFailed
 		for i, r := range tce.CancellationReasons {
 			switch aws.ToString(r.Code) {
 			case "ConditionalCheckFailed":
-				return &conditionFailed{index: i, old: r.Item, err: err}
+				if cf == nil {
+					cf = &conditionFailed{index: i, old: r.Item, olds: map[int]map[string]types.AttributeValue{}, err: err}
+				}
+				cf.olds[i] = r.Item
 			case "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded":
 				retry = true
 			}
+		}
+		if cf != nil {
+			return cf
 		}
 		if retry {
 			return &contention{err: err}

@@ -3,6 +3,7 @@ package dynamostore_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -11,8 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/dynamostore"
 )
@@ -159,6 +162,82 @@ func TestDocsCommitRetries(t *testing.T) {
 			}
 			if inj.count[tc.op] != tc.want || rounds != tc.rounds {
 				t.Errorf("%d %s requests and %d runs of fn, want %d and %d", inj.count[tc.op], tc.op, rounds, tc.want, tc.rounds)
+			}
+		})
+	}
+}
+
+// lostResponses lets the first n requests of op reach DynamoDB, then answers them with a
+// retryable server error, as a timeout or a reset connection after the write would: the
+// SDK sends the same request again.
+func lostResponses(op string, n int) (func(*dynamodb.Options), *int) {
+	lost := new(int)
+	var mu sync.Mutex
+	return func(o *dynamodb.Options) {
+		o.RetryMaxAttempts = 3
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("ecmLoseResponse",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					out, md, err := next.HandleFinalize(ctx, in)
+					mu.Lock()
+					defer mu.Unlock()
+					if err == nil && middleware.GetOperationName(ctx) == op && *lost < n {
+						*lost++
+						return out, md, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 500}},
+							Err: errors.New("injected: response lost after the write")}
+					}
+					return out, md, err
+				}), middleware.After)
+		})
+	}, lost
+}
+
+// A write that landed but whose response was lost is resent by the SDK; the item in the
+// way (or the id guard) is ours, so the append succeeds once instead of reporting a
+// conflict that would make the caller decide the command again.
+func TestLostResponseIsTheSameAppend(t *testing.T) {
+	ctx := context.Background()
+	keyed := func(n int) []event.Event {
+		evs := drafts(n)
+		seed := event.NewID()
+		for i := range evs {
+			evs[i].EventID = event.DerivedID(seed, i)
+		}
+		return evs
+	}
+	for _, tc := range []struct {
+		name   string
+		op     string
+		events func() []event.Event
+	}{
+		{"single event, store-assigned id", "PutItem", func() []event.Event { return drafts(1) }},
+		{"three events, store-assigned ids", "TransactWriteItems", func() []event.Event { return drafts(3) }},
+		{"keyed single event (guarded)", "TransactWriteItems", func() []event.Event { return keyed(1) }},
+		{"keyed three events (guarded)", "TransactWriteItems", func() []event.Event { return keyed(3) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opt, lost := lostResponses(tc.op, 1)
+			db, events, _ := env(t, opt)
+			s := dynamostore.New(db, events)
+			st := uniqueStream("lost")
+			if _, err := s.Append(ctx, st, eventstore.NoStream, drafts(1)); err != nil {
+				t.Fatal(err)
+			}
+			*lost = 0
+			evs := tc.events()
+			got, err := s.Append(ctx, st, 1, evs)
+			if err != nil {
+				t.Fatalf("append whose response was lost: %v", err)
+			}
+			if *lost != 1 {
+				t.Fatalf("%d responses lost, want 1", *lost)
+			}
+			stored, err := s.Load(ctx, st, eventstore.Range{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(stored) != 1+len(evs) || !eventstore.SameEvents(stored[1:], got) {
+				t.Fatalf("stored %d events (%s), want %d: the append must land once", len(stored), versions(stored), 1+len(evs))
 			}
 		})
 	}

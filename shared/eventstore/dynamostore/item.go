@@ -47,7 +47,40 @@ type snapshotItem struct {
 	ExpiresAt    int64                 `dynamodbav:"expiresAt,omitempty"`
 }
 
+// idGuard is the claim of an append's first event id, in a partition of its own
+// (pk = "$id#" + id, sk = 0: no stream type can start with '$'), written in the
+// append's transaction. It carries no index attributes, so no GSI holds it, and the
+// projector skips it on the stream like a snapshot.
+type idGuard struct {
+	PK      string `dynamodbav:"pk"`
+	SK      int64  `dynamodbav:"sk"`
+	Kind    string `dynamodbav:"kind"`
+	Stream  string `dynamodbav:"stream"`
+	Version int64  `dynamodbav:"version"`
+	Count   int    `dynamodbav:"count"`
+}
+
+func guardPK(id string) string { return "$id#" + id }
+
+func guardItem(out []event.Event) (map[string]types.AttributeValue, error) {
+	return attributevalue.MarshalMap(idGuard{PK: guardPK(out[0].EventID), Kind: kindGuard,
+		Stream: eventstore.StreamOf(out[0]).Key(), Version: out[0].Version, Count: len(out)})
+}
+
+func decodeGuard(item map[string]types.AttributeValue) (eventstore.Stream, int64, error) {
+	var g idGuard
+	if err := attributevalue.UnmarshalMap(item, &g); err != nil || g.Kind != kindGuard {
+		return eventstore.Stream{}, 0, fmt.Errorf("dynamodb: decode id guard %v: %v", item[infra.AttrPK], err)
+	}
+	typ, id, ok := strings.Cut(g.Stream, "#")
+	if !ok {
+		return eventstore.Stream{}, 0, fmt.Errorf("dynamodb: id guard %s names no stream (%q)", g.PK, g.Stream)
+	}
+	return eventstore.Stream{Type: typ, ID: id}, g.Version, nil
+}
+
 const (
+	kindGuard    = "eventid"
 	kindEvent    = "event"
 	kindSnapshot = "snapshot"
 	tsLayout     = "2006-01-02T15:04:05.000000Z"

@@ -85,6 +85,12 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	if err := eventstore.CheckAppend(st, events); err != nil {
 		return nil, err
 	}
+	// Ids the caller chose can come back in another call at another version (a command
+	// retried after a crash), so the append's first id is claimed by a guard item written
+	// in the same transaction. Ids the store generates only come back in this call's own
+	// retries, at the same version, where the item in the way tells.
+	guarded := events[0].EventID != ""
+	events = eventstore.AssignIDs(events)
 	key := st.Key()
 	known := s.seen.get(key)
 	base, floor := expected, known.ts
@@ -97,9 +103,6 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 		base = 0
 		if last != nil {
 			base, floor = last.Version, last.Timestamp
-			if stored, ok, err := s.retriedAtEnd(ctx, st, *last, events); err != nil || ok {
-				return stored, err
-			}
 		}
 	case expected > known.version:
 		// Nothing proves version `expected` exists, and a put at expected+1 would happily
@@ -109,7 +112,7 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 			return nil, err
 		}
 		if !ok {
-			return nil, s.conflict(ctx, st, expected)
+			return s.conflictOrHeld(ctx, st, expected, events, guarded)
 		}
 		s.seen.observe(key, expected, ts)
 		floor = ts
@@ -129,7 +132,7 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 			latest = out[i].Timestamp
 		}
 	}
-	err = s.write(ctx, out)
+	err = s.write(ctx, out, guarded)
 	var cf *conditionFailed
 	switch {
 	case err == nil:
@@ -139,10 +142,77 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	case !errors.As(err, &cf):
 		return nil, err
 	}
-	if stored, ok, err := s.landed(ctx, st, out, events, cf); err != nil || ok {
+	if g, ok := cf.olds[len(out)]; guarded && ok {
+		return s.recognise(ctx, st, g, out)
+	}
+	// The event items stood in the way: ours if this is a resend of an append that
+	// landed without a guard (its ids were the store's, handed back to the caller).
+	if stored, ok, err := s.landed(ctx, st, out, cf); err != nil || ok {
 		return stored, err
 	}
+	return s.conflictOrHeld(ctx, st, expected, out, guarded)
+}
+
+// conflictOrHeld answers an append that cannot go where it was asked to: the original
+// append when its first id is held (a retry whose expected version is stale), else a
+// conflict.
+func (s *Store) conflictOrHeld(ctx context.Context, st eventstore.Stream, expected int64, events []event.Event, guarded bool) ([]event.Event, error) {
+	if guarded {
+		g, err := s.guard(ctx, events[0].EventID)
+		if err != nil {
+			return nil, err
+		}
+		if g != nil {
+			return s.recognise(ctx, st, g, events)
+		}
+	}
 	return nil, s.conflict(ctx, st, expected)
+}
+
+// recognise returns the append a guard item points at, when events are that append.
+func (s *Store) recognise(ctx context.Context, st eventstore.Stream, item map[string]types.AttributeValue, events []event.Event) ([]event.Event, error) {
+	held, v, err := decodeGuard(item)
+	if err != nil {
+		return nil, err
+	}
+	var stored []event.Event
+	if held == st {
+		if stored, err = s.Load(ctx, held, eventstore.Range{From: v, To: v + int64(len(events)) - 1}); err != nil {
+			return nil, err
+		}
+	}
+	return eventstore.Recognise(st, held, v, stored, events)
+}
+
+// guard reads the guard item of an event id (nil when there is none).
+func (s *Store) guard(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
+	var out *dynamodb.GetItemOutput
+	err := retrying(ctx, func() (err error) {
+		out, err = s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+			Key: eventKey(guardPK(id), 0)})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Item, nil
+}
+
+// FindEvent reads the id's guard item: ids the caller chose are found, ids the store
+// generated have none.
+func (s *Store) FindEvent(ctx context.Context, st eventstore.Stream, id string) (int64, bool, error) {
+	item, err := s.guard(ctx, id)
+	if err != nil || item == nil {
+		return 0, false, err
+	}
+	held, v, err := decodeGuard(item)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case held != st:
+		return 0, false, &eventstore.DuplicateEventError{EventID: id, Held: held, Version: v}
+	}
+	return v, true, nil
 }
 
 // stamp is the store clock for one append: now, but never at or before the previous
@@ -156,33 +226,17 @@ func stamp(now, floor time.Time) time.Time {
 	return floor.Add(time.Microsecond)
 }
 
-// retriedAtEnd recognises an Any append whose events are already the stream's tail (a
-// retry after a lost response). last is the stream's last event.
-func (s *Store) retriedAtEnd(ctx context.Context, st eventstore.Stream, last event.Event, drafts []event.Event) ([]event.Event, bool, error) {
-	n := int64(len(drafts))
-	if drafts[n-1].EventID == "" || last.EventID != drafts[n-1].EventID || last.Version < n {
-		return nil, false, nil
-	}
-	if n == 1 {
-		return []event.Event{last}, true, nil
-	}
-	stored, err := s.Load(ctx, st, eventstore.Range{From: last.Version - n + 1, To: last.Version})
-	if err != nil {
-		return nil, false, err
-	}
-	return stored, eventstore.SameEvents(stored, drafts), nil
-}
-
-// landed tells an idempotent retry from a conflict after a failed condition: the item
-// that stood in the way (ALL_OLD) is compared first, at no read cost; only when it is
-// one of ours does a multi-event append read the other versions to be sure.
-func (s *Store) landed(ctx context.Context, st eventstore.Stream, out, drafts []event.Event, cf *conditionFailed) ([]event.Event, bool, error) {
+// landed tells a retry of this very append (the SDK resent a write whose response was
+// lost) from a conflict after a failed condition: the item that stood in the way
+// (ALL_OLD) is compared first, at no read cost; only when it is one of ours does a
+// multi-event append read the other versions to be sure.
+func (s *Store) landed(ctx context.Context, st eventstore.Stream, out []event.Event, cf *conditionFailed) ([]event.Event, bool, error) {
 	if cf.old != nil && cf.index < len(out) {
 		old, isEvent, err := DecodeItem(cf.old)
 		if err != nil {
 			return nil, false, err
 		}
-		if !isEvent || drafts[cf.index].EventID == "" || old.EventID != drafts[cf.index].EventID {
+		if !isEvent || old.EventID != out[cf.index].EventID {
 			return nil, false, nil
 		}
 		if len(out) == 1 {
@@ -194,19 +248,26 @@ func (s *Store) landed(ctx context.Context, st eventstore.Stream, out, drafts []
 	if err != nil {
 		return nil, false, err
 	}
-	return stored, eventstore.SameEvents(stored, drafts), nil
+	return stored, eventstore.SameEvents(stored, out), nil
 }
 
-func (s *Store) write(ctx context.Context, out []event.Event) error {
+func (s *Store) write(ctx context.Context, out []event.Event, guarded bool) error {
 	cond, err := expression.NewBuilder().WithCondition(expression.AttributeNotExists(expression.Name(infra.AttrPK))).Build()
 	if err != nil {
 		return fmt.Errorf("dynamodb: build condition: %w", err)
 	}
-	items := make([]map[string]types.AttributeValue, len(out))
+	items := make([]map[string]types.AttributeValue, len(out), len(out)+1)
 	for i, e := range out {
 		if items[i], err = toItem(e); err != nil {
 			return fmt.Errorf("dynamodb: encode %s v%d: %w", eventstore.StreamOf(e), e.Version, err)
 		}
+	}
+	if guarded {
+		g, err := guardItem(out)
+		if err != nil {
+			return err
+		}
+		items = append(items, g)
 	}
 	if len(items) == 1 {
 		return retrying(ctx, func() error {
@@ -222,6 +283,8 @@ func (s *Store) write(ctx context.Context, out []event.Event) error {
 			ConditionExpression: cond.Condition(), ExpressionAttributeNames: cond.Names(),
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}}
 	}
+	// The SDK gives the request one ClientRequestToken for all its retries, so a
+	// transaction whose response was lost is not applied twice.
 	return retrying(ctx, func() error {
 		_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 		return err

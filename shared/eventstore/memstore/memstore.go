@@ -18,7 +18,13 @@ type Store struct {
 	streams   map[string][]event.Event // stream key → events (index = version-1)
 	log       []event.Event            // global order; position = index+1
 	snapshots map[string][]eventstore.Snapshot
+	ids       map[string]idRef // event id → where it is held
 	now       func() time.Time
+}
+
+type idRef struct {
+	stream  eventstore.Stream
+	version int64
 }
 
 var (
@@ -31,6 +37,7 @@ func New() *Store {
 	return &Store{
 		streams:   map[string][]event.Event{},
 		snapshots: map[string][]eventstore.Snapshot{},
+		ids:       map[string]idRef{},
 		now:       event.Now,
 	}
 }
@@ -45,22 +52,23 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	if err := eventstore.CheckAppend(st, events); err != nil {
 		return nil, err
 	}
+	events = eventstore.AssignIDs(events)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ref, ok := s.ids[events[0].EventID]; ok {
+		held := s.streams[ref.stream.Key()][ref.version-1:]
+		return cloneOrErr(eventstore.Recognise(st, ref.stream, ref.version, held, events))
+	}
+	for _, e := range events[1:] {
+		if ref, ok := s.ids[e.EventID]; ok {
+			return nil, &eventstore.DuplicateEventError{EventID: e.EventID, Held: ref.stream, Version: ref.version}
+		}
+	}
 	key := st.Key()
 	cur := s.streams[key]
 	current := int64(len(cur))
 	if expected != eventstore.Any && expected != current {
-		// A retry of an append that already landed at exactly that position succeeds.
-		if expected >= 0 && expected < current && expected+int64(len(events)) <= current &&
-			eventstore.SameEvents(cur[expected:expected+int64(len(events))], events) {
-			return clone(cur[expected : expected+int64(len(events))]), nil
-		}
 		return nil, &eventstore.ConflictError{Stream: st, Expected: expected, Current: current}
-	}
-	if expected == eventstore.Any && current >= int64(len(events)) &&
-		eventstore.SameEvents(cur[current-int64(len(events)):], events) {
-		return clone(cur[current-int64(len(events)):]), nil
 	}
 	out, err := eventstore.Prepare(st, current, events, s.now())
 	if err != nil {
@@ -69,10 +77,34 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	for i := range out {
 		out[i].Position = uint64(len(s.log)) + 1
 		s.log = append(s.log, out[i])
+		s.ids[out[i].EventID] = idRef{stream: st, version: out[i].Version}
 		cur = append(cur, out[i])
 	}
 	s.streams[key] = cur
 	return clone(out), nil
+}
+
+func cloneOrErr(evs []event.Event, err error) ([]event.Event, error) {
+	if err != nil {
+		return nil, err
+	}
+	return clone(evs), nil
+}
+
+func (s *Store) FindEvent(ctx context.Context, st eventstore.Stream, id string) (int64, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ref, ok := s.ids[id]
+	switch {
+	case !ok:
+		return 0, false, nil
+	case ref.stream != st:
+		return 0, false, &eventstore.DuplicateEventError{EventID: id, Held: ref.stream, Version: ref.version}
+	}
+	return ref.version, true, nil
 }
 
 func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {

@@ -205,7 +205,6 @@ func (s *Store) Close() error {
 type appendReq struct {
 	stream   eventstore.Stream
 	expected int64
-	drafts   []event.Event // as the caller gave them: their ids decide idempotent retries
 	out      []event.Event // prepared copies; versions, positions and timestamps set at commit
 	stampTS  []bool        // out[i] takes the store's time (the caller gave none)
 	payloads []string
@@ -236,7 +235,7 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	if err != nil {
 		return nil, err
 	}
-	req := &appendReq{stream: st, expected: expected, drafts: events, out: out,
+	req := &appendReq{stream: st, expected: expected, out: out,
 		payloads: make([]string, len(out)), metas: make([]string, len(out)), stampTS: make([]bool, len(out)),
 		done: make(chan appendRes, 1)}
 	for i, e := range out {
@@ -266,49 +265,92 @@ func (s *Store) Append(ctx context.Context, st eventstore.Stream, expected int64
 	return res.events, nil
 }
 
-// settle answers an append that was not applied: an idempotent retry returns the events
-// stored at those versions; anything else is a conflict. It runs in the caller's
-// goroutine, after the group committed: stored events never change, so reading them
-// outside the group's transaction is exact.
+// settle answers an append that was not applied: a re-append of held ids returns the
+// original append; anything else is a conflict. It runs in the caller's goroutine, after
+// the group committed: stored events never change, so reading them outside the group's
+// transaction is exact.
 func (s *Store) settle(ctx context.Context, r *appendReq, current int64) ([]event.Event, error) {
+	ids := make([]string, len(r.out))
+	for i, e := range r.out {
+		ids[i] = e.EventID
+	}
+	rows, err := s.pool.Query(ctx, `SELECT event_id, aggregate_type, aggregate_id, version FROM events
+		WHERE event_id = ANY($1::text[]) ORDER BY position`, ids)
+	if err != nil {
+		return nil, classify(fmt.Errorf("pgstore: append: %w", err))
+	}
+	held := map[string]idRef{}
+	for rows.Next() {
+		var id string
+		var ref idRef
+		if err := rows.Scan(&id, &ref.stream.Type, &ref.stream.ID, &ref.version); err != nil {
+			rows.Close()
+			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
+		}
+		if _, dup := held[id]; !dup {
+			held[id] = ref
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("pgstore: append: %w", err))
+	}
+	if ref, ok := held[ids[0]]; ok {
+		stored, err := loadRange(ctx, s.pool, ref.stream, ref.version, ref.version+int64(len(ids))-1)
+		if err != nil {
+			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
+		}
+		return eventstore.Recognise(r.stream, ref.stream, ref.version, stored, r.out)
+	}
+	for _, id := range ids[1:] {
+		if ref, ok := held[id]; ok {
+			return nil, &eventstore.DuplicateEventError{EventID: id, Held: ref.stream, Version: ref.version}
+		}
+	}
 	if current < 0 {
 		if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events
 			WHERE aggregate_type = $1 AND aggregate_id = $2`, r.stream.Type, r.stream.ID).Scan(&current); err != nil {
 			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
 		}
 	}
-	n := int64(len(r.drafts))
-	from := r.expected + 1
-	if r.expected == eventstore.Any {
-		from = current - n + 1
-	}
-	if from >= 1 && from+n-1 <= current && r.expected != current {
-		stored, err := loadRange(ctx, s.pool, r.stream, from, from+n-1)
-		if err != nil {
-			return nil, classify(fmt.Errorf("pgstore: append: %w", err))
-		}
-		if eventstore.SameEvents(stored, r.drafts) {
-			return stored, nil
-		}
-	}
 	return nil, &eventstore.ConflictError{Stream: r.stream, Expected: r.expected, Current: current}
 }
 
+type idRef struct {
+	stream  eventstore.Stream
+	version int64
+}
+
+// FindEvent looks the id up through events_by_event_id.
+func (s *Store) FindEvent(ctx context.Context, st eventstore.Stream, id string) (int64, bool, error) {
+	var ref idRef
+	err := s.pool.QueryRow(ctx, `SELECT aggregate_type, aggregate_id, version FROM events
+		WHERE event_id = $1 ORDER BY position LIMIT 1`, id).Scan(&ref.stream.Type, &ref.stream.ID, &ref.version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, classify(fmt.Errorf("pgstore: find event: %w", err))
+	case ref.stream != st:
+		return 0, false, &eventstore.DuplicateEventError{EventID: id, Held: ref.stream, Version: ref.version}
+	}
+	return ref.version, true, nil
+}
+
 // appendSQL applies one append in one statement: it reads the stream's version, and
-// when it is the expected one (or the expectation is Any and the events are not already
-// the stream's tail) reserves a block of positions and inserts the events. It returns the
-// version it saw and the last reserved position (NULL: nothing written). The caller
-// holds appendLock, so nothing else draws positions or writes events in between.
+// when it is the expected one (or the expectation is Any) and none of the ids is held
+// already, reserves a block of positions and inserts the events. It returns the version
+// it saw and the last reserved position (NULL: nothing written, settle decides why). The
+// caller holds appendLock, so nothing else draws positions or writes events in between.
 const appendSQL = `WITH cur AS (
 	SELECT coalesce(max(version), 0) AS v FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-), tail AS (
-	SELECT array_agg(event_id ORDER BY version) AS ids FROM events
-	WHERE $3::bigint = -1 AND aggregate_type = $1 AND aggregate_id = $2 AND version > (SELECT v FROM cur) - $4::bigint
+), held AS (
+	SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($5::text[])) AS h
 ), res AS (
 	SELECT cur.v, CASE
-		WHEN (cur.v = $3::bigint OR $3::bigint = -1) AND NOT coalesce(cur.v >= $4::bigint AND tail.ids = $5::text[], false)
+		WHEN (cur.v = $3::bigint OR $3::bigint = -1) AND NOT held.h
 		THEN setval('events_position', nextval('events_position') + $4::bigint - 1) END AS last
-	FROM cur, tail
+	FROM cur, held
 ), ins AS (
 	INSERT INTO events (position, aggregate_type, aggregate_id, version, event_id, event_type, schema_version, ts, payload, metadata)
 	SELECT res.last - $4::bigint + d.o, $1, $2, res.v + d.o, d.id, d.typ, d.sv, d.ts, d.payload::jsonb, d.md::jsonb

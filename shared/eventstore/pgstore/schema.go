@@ -54,6 +54,10 @@ var migrations = []string{
 		PRIMARY KEY (collection, key)
 	);`,
 	`ALTER TABLE documents ADD COLUMN rev bigint NOT NULL DEFAULT 1;`,
+	// Event identity: appends look their ids up under the append lock. Not UNIQUE: a
+	// database written before identity held may already hold a duplicated id, and the
+	// migration must not fail on it.
+	`CREATE INDEX events_by_event_id ON events (event_id);`,
 }
 
 const migrationLock = 7201550001 // advisory lock id for migrations

@@ -42,6 +42,8 @@ func Run(t *testing.T, newBackend Constructor) {
 		{"ConcurrentAnyAppendsAreContiguous", testRaceAny},
 		{"MultiEventAllOrNothing", testAllOrNothing},
 		{"IdempotentRetry", testIdempotentRetry},
+		{"IdentityAtAnyVersion", testIdentityAtAnyVersion},
+		{"DuplicateEventID", testDuplicateEventID},
 		{"LoadRange", testLoadRange},
 		{"LoadUntil", testLoadUntil},
 		{"Limits", testLimits},
@@ -370,11 +372,95 @@ func testIdempotentRetry(t *testing.T, b eventstore.Backend) {
 	assertVersions(t, mustAppend(t, b, s, eventstore.Any, tail...), 4, 5)
 	assertVersions(t, mustLoad(t, b, s, eventstore.Range{}), 1, 2, 3, 4, 5)
 
-	// Only some ids matching is a conflict, not a retry.
+	// Only some ids matching is not a retry: the held id is reported, nothing written.
 	mixed := []event.Event{evs[0], draft("H", 1)}
 	mixed[1].EventID = event.NewID()
 	_, err := b.Append(ctx(t), s, eventstore.NoStream, mixed)
-	assertConflict(t, err, 5)
+	assertDuplicate(t, err, evs[0].EventID)
+	assertVersions(t, mustLoad(t, b, s, eventstore.Range{}), 1, 2, 3, 4, 5)
+}
+
+// testIdentityAtAnyVersion: a command retried after a crash re-decides on a newer state,
+// so its re-append comes with whatever expected version the stream has then. The store
+// recognises the ids, not the position.
+func testIdentityAtAnyVersion(t *testing.T, b eventstore.Backend) {
+	s := stream("identity")
+	mustAppend(t, b, s, eventstore.NoStream, draft("A", 1))
+	cmd := drafts("Deposit", 2)
+	key := s.Key() + "/key-1" // tables outlive one run on some backends
+	cmd[0].EventID, cmd[1].EventID = event.DerivedID(key, 0), event.DerivedID(key, 1)
+	first := mustAppend(t, b, s, 1, cmd...)
+	assertVersions(t, first, 2, 3)
+	mustAppend(t, b, s, 3, drafts("Other", 60)...)
+	for _, tc := range []struct {
+		name     string
+		expected int64
+	}{{"current version", 63}, {"any", eventstore.Any}, {"stale version", 1}, {"no stream", eventstore.NoStream}} {
+		t.Run(tc.name, func(t *testing.T) {
+			again := mustAppend(t, b, s, tc.expected, cmd...)
+			assertVersions(t, again, 2, 3)
+			if again[0].EventID != cmd[0].EventID || !again[0].Timestamp.Equal(first[0].Timestamp) {
+				t.Fatalf("re-append returned %+v, want the original %+v", again[0], first[0])
+			}
+		})
+	}
+	if got := mustLoad(t, b, s, eventstore.Range{}); len(got) != 63 {
+		t.Fatalf("re-appends wrote events: %d, want 63", len(got))
+	}
+	for _, tc := range []struct {
+		name string
+		s    eventstore.Stream
+		id   string
+		v    int64
+		ok   bool
+	}{{"an append's first id", s, cmd[0].EventID, 2, true},
+		{"unknown", s, event.DerivedID(s.Key()+"/key-2", 0), 0, false}} {
+		v, ok, err := b.FindEvent(ctx(t), tc.s, tc.id)
+		if err != nil || ok != tc.ok || v != tc.v {
+			t.Errorf("FindEvent %s = %d, %v, %v; want %d, %v", tc.name, v, ok, err, tc.v, tc.ok)
+		}
+	}
+}
+
+// testDuplicateEventID: an id names one event in the whole store.
+func testDuplicateEventID(t *testing.T, b eventstore.Backend) {
+	a, other := stream("dup-a"), stream("dup-b")
+	e := draft("A", 1)
+	e.EventID = event.DerivedID(a.Key()+"/dup", 0)
+	mustAppend(t, b, a, eventstore.NoStream, e)
+	for _, tc := range []struct {
+		name   string
+		s      eventstore.Stream
+		events []event.Event
+	}{
+		{"same id in another stream", other, []event.Event{e}},
+		{"held id first, then new ones", a, []event.Event{e, withID(draft("C", 1), event.NewID())}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := b.Append(ctx(t), tc.s, eventstore.Any, tc.events)
+			assertDuplicate(t, err, e.EventID)
+		})
+	}
+	if got := mustLoad(t, b, other, eventstore.Range{}); len(got) != 0 {
+		t.Fatalf("rejected appends wrote %d events", len(got))
+	}
+	assertVersions(t, mustLoad(t, b, a, eventstore.Range{}), 1)
+	if _, _, err := b.FindEvent(ctx(t), other, e.EventID); !errors.Is(err, eventstore.ErrDuplicateEvent) {
+		t.Fatalf("FindEvent in another stream: %v, want ErrDuplicateEvent", err)
+	}
+}
+
+func withID(e event.Event, id string) event.Event {
+	e.EventID = id
+	return e
+}
+
+func assertDuplicate(t *testing.T, err error, id string) {
+	t.Helper()
+	var de *eventstore.DuplicateEventError
+	if !errors.As(err, &de) || !errors.Is(err, eventstore.ErrDuplicateEvent) || de.EventID != id {
+		t.Fatalf("err = %v, want a DuplicateEventError for %s", err, id)
+	}
 }
 
 func testLoadRange(t *testing.T, b eventstore.Backend) {
