@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/event"
@@ -75,17 +76,21 @@ type Config struct {
 	// KeepSnapshots is how many snapshot intervals of history to keep (older snapshots are
 	// garbage-collected); at least 1.
 	KeepSnapshots int
-	// MaxRetries bounds the reload-and-retry loop on conflicts.
-	MaxRetries int
-	Registry   *event.Registry
-	Logger     *slog.Logger
+	// MaxRetries bounds the reload-and-decide-again loop of a command without an expected
+	// version that meets other writers (other processes: within one, commands on a stream
+	// take turns); RetryWindow bounds its time. Past either, the command fails with a
+	// *ContentionError (503 with Retry-After), never a version conflict.
+	MaxRetries  int
+	RetryWindow time.Duration
+	Registry    *event.Registry
+	Logger      *slog.Logger
 	// OnSnapshot, when set, is told of each snapshot written (metrics).
 	OnSnapshot func()
 }
 
 // DefaultConfig is what the system runs with unless configured otherwise.
 func DefaultConfig() Config {
-	return Config{SnapshotEvery: 50, KeepSnapshots: 2, MaxRetries: 8, Logger: slog.Default()}
+	return Config{SnapshotEvery: 50, KeepSnapshots: 2, MaxRetries: 100, RetryWindow: 5 * time.Second, Logger: slog.Default()}
 }
 
 // Repository loads and changes aggregates of one type.
@@ -93,6 +98,7 @@ type Repository[S any] struct {
 	def   Definition[S]
 	store eventstore.Backend
 	cfg   Config
+	turns turns
 }
 
 // NewRepository returns a repository for def over store.
@@ -103,10 +109,13 @@ func NewRepository[S any](store eventstore.Backend, def Definition[S], cfg Confi
 	if cfg.MaxRetries < 1 {
 		cfg.MaxRetries = 1
 	}
+	if cfg.RetryWindow <= 0 {
+		cfg.RetryWindow = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Repository[S]{def: def, store: store, cfg: cfg}
+	return &Repository[S]{def: def, store: store, cfg: cfg, turns: turns{m: map[string]*turn{}}}
 }
 
 // Type returns the aggregate type name.
@@ -174,56 +183,86 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 	return l, events, nil
 }
 
+// applyAll applies events on top of l. An event this code cannot read stops the load: a
+// state that skipped it would decide commands on a history that is not the stream's.
 func (r *Repository[S]) applyAll(l *Loaded[S], events []event.Event) error {
 	for i := range events {
 		e := events[i]
 		if e.Version != l.Version+1 {
 			return fmt.Errorf("aggregate %s/%s: event version %d after %d", r.def.Type, l.ID, e.Version, l.Version)
 		}
+		unreadable := func(err error) error {
+			return &UnreadableEventError{Type: r.def.Type, ID: l.ID, Version: e.Version, EventType: e.EventType, Err: err}
+		}
+		if r.cfg.Registry != nil && !r.cfg.Registry.Known(e.EventType) {
+			return unreadable(event.ErrUnknownType)
+		}
 		s, err := r.def.Apply(l.State, e)
 		if err != nil {
-			return fmt.Errorf("aggregate %s/%s: apply %s v%d: %w", r.def.Type, l.ID, e.EventType, e.Version, err)
+			return unreadable(err)
 		}
 		l.State, l.Version, l.Last = s, e.Version, &e
 	}
 	return nil
 }
 
-// Execute loads the aggregate, runs cmd and appends its events.
+// Execute loads the aggregate, runs cmd and appends its events. Commands on one stream
+// take turns within the process; across processes, a command without an expected
+// version that meets another writer decides again on the new state, with jittered
+// backoff, until Config.RetryWindow: it never answers a version conflict. A command
+// with an idempotency seed takes effect once: when the store already holds its events
+// (an earlier attempt landed, whatever happened since), the result is the state right
+// after them and nothing is appended.
 func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], opts Options) (Result[S], error) {
+	done, err := r.turns.take(ctx, r.stream(id).Key())
+	if err != nil {
+		return Result[S]{}, err
+	}
+	defer done()
 	st := r.stream(id)
+	deadline := time.Now().Add(r.cfg.RetryWindow)
 	for attempt := 0; ; attempt++ {
-		loaded, tail, err := r.load(ctx, id, eventstore.Range{})
+		loaded, err := r.Load(ctx, id)
 		if err != nil {
 			return Result[S]{}, err
 		}
-		if opts.IdempotencySeed != "" {
-			if res, ok := r.alreadyApplied(ctx, id, tail, opts.IdempotencySeed); ok {
-				return res, nil
-			}
-		}
+		var drafts []event.Event
 		if opts.ExpectedVersion != nil && *opts.ExpectedVersion != loaded.Version {
-			return Result[S]{Loaded: loaded}, &eventstore.ConflictError{Stream: st, Expected: *opts.ExpectedVersion, Current: loaded.Version}
+			err = &eventstore.ConflictError{Stream: st, Expected: *opts.ExpectedVersion, Current: loaded.Version}
+		} else {
+			drafts, err = cmd(loaded.State, loaded.Version)
 		}
-		drafts, err := cmd(loaded.State, loaded.Version)
-		if err != nil {
+		if err != nil || len(drafts) == 0 {
+			// Refused or a no-op now, but perhaps because this very command already took
+			// effect: then its first answer stands.
+			if opts.IdempotencySeed != "" {
+				if res, ok, ferr := r.original(ctx, id, opts.IdempotencySeed); ferr != nil || ok {
+					return res, ferr
+				}
+			}
 			return Result[S]{Loaded: loaded}, err
-		}
-		if len(drafts) == 0 {
-			return Result[S]{Loaded: loaded}, nil
 		}
 		for i := range drafts {
 			r.stamp(&drafts[i], i, opts)
 		}
 		stored, err := r.store.Append(ctx, st, loaded.Version, drafts)
 		var ce *eventstore.ConflictError
-		if errors.As(err, &ce) && opts.ExpectedVersion == nil && attempt+1 < r.cfg.MaxRetries {
-			// Someone else appended since we loaded: decide again on the new state.
-			sleep(ctx, attempt)
+		if errors.As(err, &ce) && opts.ExpectedVersion == nil {
+			if attempt+1 >= r.cfg.MaxRetries || time.Now().After(deadline) {
+				return Result[S]{Loaded: loaded}, &ContentionError{Type: r.def.Type, ID: id, Attempts: attempt + 1, RetryAfter: time.Second}
+			}
+			if err := sleep(ctx, attempt); err != nil {
+				return Result[S]{Loaded: loaded}, err
+			}
 			continue
 		}
 		if err != nil {
 			return Result[S]{Loaded: loaded}, err
+		}
+		if stored[0].Version != loaded.Version+1 {
+			// The store recognised the events: an earlier attempt of this command.
+			l, err := r.LoadVersion(ctx, id, stored[len(stored)-1].Version)
+			return Result[S]{Loaded: l, Events: stored}, err
 		}
 		before := loaded.Version
 		if err := r.applyAll(&loaded, stored); err != nil {
@@ -234,26 +273,30 @@ func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], 
 	}
 }
 
-// alreadyApplied recognises a retried command whose events are already in the stream
-// (the first attempt appended, then its response was lost): the result is the state right
-// after those events.
-func (r *Repository[S]) alreadyApplied(ctx context.Context, id string, tail []event.Event, seed string) (Result[S], bool) {
-	first := event.DerivedID(seed, 0)
-	for i, e := range tail {
-		if e.EventID != first {
-			continue
-		}
-		n := 1
-		for n < len(tail)-i && tail[i+n].EventID == event.DerivedID(seed, n) {
-			n++
-		}
-		l, err := r.LoadVersion(ctx, id, e.Version+int64(n)-1)
-		if err != nil {
-			return Result[S]{}, false
-		}
-		return Result[S]{Loaded: l, Events: tail[i : i+n]}, true
+// original finds the events a command with this seed appended before (their ids derive
+// from the seed) and returns the state right after them.
+func (r *Repository[S]) original(ctx context.Context, id, seed string) (Result[S], bool, error) {
+	st := r.stream(id)
+	v, ok, err := r.store.FindEvent(ctx, st, event.DerivedID(seed, 0))
+	if err != nil || !ok {
+		return Result[S]{}, false, err
 	}
-	return Result[S]{}, false
+	evs, err := r.store.Load(ctx, st, eventstore.Range{From: v, To: v + eventstore.MaxEventsPerAppend - 1})
+	if err != nil {
+		return Result[S]{}, false, err
+	}
+	n := 0
+	for n < len(evs) && evs[n].EventID == event.DerivedID(seed, n) {
+		n++
+	}
+	if n == 0 {
+		return Result[S]{}, false, fmt.Errorf("aggregate %s: event %s found at v%d but not loaded", st, event.DerivedID(seed, 0), v)
+	}
+	l, err := r.LoadVersion(ctx, id, v+int64(n)-1)
+	if err != nil {
+		return Result[S]{}, false, err
+	}
+	return Result[S]{Loaded: l, Events: evs[:n]}, true, nil
 }
 
 func (r *Repository[S]) stamp(e *event.Event, i int, opts Options) {
@@ -313,11 +356,54 @@ func unmarshalSnapshot(raw []byte, env *snapshotEnvelope, dst any) error {
 	return json.Unmarshal(env.State, dst)
 }
 
-func sleep(ctx context.Context, attempt int) {
+// sleep waits a jittered, exponentially growing delay (1 ms doubling to 64 ms, plus up to
+// as much again), or until ctx ends.
+func sleep(ctx context.Context, attempt int) error {
 	d := time.Duration(1<<min(attempt, 6)) * time.Millisecond
 	d += time.Duration(rand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(d):
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// turns makes the commands on one stream take turns within a process, so that they do
+// not conflict with each other; only other processes' writes cause retries.
+type turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	slot    chan struct{} // holds a token while a command runs
+	waiters int
+}
+
+func (t *turns) take(ctx context.Context, key string) (func(), error) {
+	t.mu.Lock()
+	tn, ok := t.m[key]
+	if !ok {
+		tn = &turn{slot: make(chan struct{}, 1)}
+		t.m[key] = tn
+	}
+	tn.waiters++
+	t.mu.Unlock()
+	release := func() {
+		t.mu.Lock()
+		if tn.waiters--; tn.waiters == 0 {
+			delete(t.m, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case tn.slot <- struct{}{}:
+		return func() { <-tn.slot; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
 	}
 }

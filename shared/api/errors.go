@@ -55,6 +55,9 @@ func classify(err error) *Error {
 	var throttled *eventstore.ThrottledError
 	var maxBytes *http.MaxBytesError
 	var limit *eventstore.LimitError
+	var contention *aggregate.ContentionError
+	var unreadable *aggregate.UnreadableEventError
+	var dup *eventstore.DuplicateEventError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -65,6 +68,17 @@ func classify(err error) *Error {
 	case errors.As(err, &conflict):
 		return &Error{Status: http.StatusConflict, Code: "version_conflict",
 			Message: fmt.Sprintf("expected version %d, current version is %d", conflict.Expected, conflict.Current), CurrentVersion: &conflict.Current}
+	case errors.As(err, &dup):
+		return &Error{Status: http.StatusConflict, Code: "event_id_reused",
+			Message: fmt.Sprintf("event id %s already belongs to %s v%d", dup.EventID, dup.Held, dup.Version)}
+	case errors.As(err, &contention):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "contention",
+			Message: "other writers kept changing this aggregate; retry after the indicated delay"}
+	case errors.As(err, &unreadable):
+		// The stream and version are the operator's lead; the cause stays in the log.
+		return &Error{Status: http.StatusInternalServerError, Code: "unreadable_event",
+			Message: fmt.Sprintf("%s/%s holds an event this server cannot apply at version %d (%s); commands on it wait until it can",
+				unreadable.Type, unreadable.ID, unreadable.Version, unreadable.EventType)}
 	case errors.Is(err, aggregate.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
 	case errors.Is(err, projection.ErrUnknownProjection):
@@ -86,8 +100,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Status == http.StatusServiceUnavailable {
 		retry := 1.0
 		var th *eventstore.ThrottledError
-		if errors.As(err, &th) && th.RetryAfter > 0 {
+		var ce *aggregate.ContentionError
+		switch {
+		case errors.As(err, &th) && th.RetryAfter > 0:
 			retry = math.Ceil(th.RetryAfter.Seconds())
+		case errors.As(err, &ce) && ce.RetryAfter > 0:
+			retry = math.Ceil(ce.RetryAfter.Seconds())
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry)))
 	}

@@ -19,6 +19,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ecmstore/ecmstore/shared/aggregate/repotest"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/docstore/doctest"
 	"github.com/ecmstore/ecmstore/shared/event"
@@ -44,6 +45,11 @@ func bg() context.Context { return context.Background() }
 func TestConformance(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "events.db"))
 	storetest.Run(t, func(*testing.T) eventstore.Backend { return s })
+}
+
+func TestRepository(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "events.db"))
+	repotest.Run(t, func(*testing.T) eventstore.Backend { return s })
 }
 
 func TestDocs(t *testing.T) {

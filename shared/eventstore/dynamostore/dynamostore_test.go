@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ecmstore/ecmstore/infra"
+	"github.com/ecmstore/ecmstore/shared/aggregate/repotest"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/docstore/doctest"
 	"github.com/ecmstore/ecmstore/shared/emulator"
@@ -77,6 +78,12 @@ func TestConformance(t *testing.T) {
 			storetest.Run(t, func(*testing.T) eventstore.Backend { return s })
 		})
 	}
+}
+
+func TestRepository(t *testing.T) {
+	db, events, _ := env(t)
+	s := dynamostore.New(db, events)
+	repotest.Run(t, func(*testing.T) eventstore.Backend { return s })
 }
 
 func TestDocs(t *testing.T) {

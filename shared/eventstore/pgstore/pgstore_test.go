@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecmstore/ecmstore/shared/aggregate/repotest"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/docstore/doctest"
 	"github.com/ecmstore/ecmstore/shared/emulator"
@@ -56,6 +57,11 @@ func waitBlocked(t *testing.T, s *pgstore.Store, n int) {
 func TestConformance(t *testing.T) {
 	s := open(t, emulator.Postgres(t))
 	storetest.Run(t, func(*testing.T) eventstore.Backend { return s })
+}
+
+func TestRepository(t *testing.T) {
+	s := open(t, emulator.Postgres(t))
+	repotest.Run(t, func(*testing.T) eventstore.Backend { return s })
 }
 
 func TestDocs(t *testing.T) {
