@@ -134,7 +134,7 @@ func Register(r *event.Registry) {
 	for _, t := range []string{Paid, Confirmed, Cancelled, Shipped} {
 		r.Register(t, 1)
 	}
-	for _, t := range []string{StockAdded, StockReserved, StockReleased} {
+	for _, t := range []string{StockAdded, StockReserved, StockReleased, FulfilmentStepRecorded} {
 		r.Register(t, 1)
 	}
 }

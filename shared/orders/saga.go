@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -11,42 +12,41 @@ import (
 	"github.com/ecmstore/ecmstore/shared/event"
 )
 
-// Saga is the order-fulfilment saga of seed 001, orchestrated from the order's events:
+// Saga is the order-fulfilment process manager of seed 001, driven by the order's events:
 //
 //	OrderPlaced → withdraw the total from the payment account → OrderPaid
 //	              (insufficient funds, closed or unknown account → OrderCancelled payment_declined)
 //	OrderPaid   → reserve stock for every item → OrderConfirmed
 //	              (missing stock → release what was reserved, refund, OrderCancelled out_of_stock)
 //
-// It is a stream-triggered consumer (a projection.Reactor with its own guard per order):
-// on AWS its own Lambda on the stream, locally the in-process runner. Every command it
-// issues is idempotent twice over: its event ids derive from the causing event (so the
-// store or the repository recognises a re-run) and the steps it completed are recorded
-// in its own collection, which rebuilds never clear. Every event it causes carries the
-// causing event's id as causationId and the original request's correlationId.
+// It keeps a durable step log, the order's Fulfilment stream, and works it like a
+// write-ahead log: a step is looked up before it is issued, recorded once it took effect,
+// and a decision that changes the course (payment declined, compensation) is recorded
+// before its consequences are issued, so a redelivery continues what was decided instead
+// of deciding again on a state that has moved on. Every command it issues carries an
+// idempotency seed (the causing event's id and the step), so a step issued again after a
+// crash between the step and its record is recognised by the store and takes effect
+// once. Compensation is exact: only what the log says was reserved is released, the
+// refund is issued once. A rebuild or a redelivery therefore never repeats a side effect.
+//
+// It is a stream-triggered consumer (a projection.Reactor): on AWS its own Lambda on the
+// stream, locally the in-process runner. Every event it causes carries the causing
+// event's id as causationId and the original request's correlationId.
 type Saga struct {
-	Orders   *aggregate.Repository[Order]
-	Products *aggregate.Repository[Product]
-	Accounts *aggregate.Repository[bank.Account]
-	Docs     docstore.Store
+	Orders     *aggregate.Repository[Order]
+	Products   *aggregate.Repository[Product]
+	Accounts   *aggregate.Repository[bank.Account]
+	Fulfilment *aggregate.Repository[Fulfilment]
 }
-
-const sagaCollection = "order-saga"
 
 // Actor is the actor recorded on the saga's events.
 const Actor = "saga:order-fulfilment"
 
-type sagaState struct {
-	Withdrawn bool     `json:"withdrawn,omitempty"`
-	Reserved  []string `json:"reserved,omitempty"`
-	Refunded  bool     `json:"refunded,omitempty"`
-}
-
 func (Saga) Name() string             { return "order-saga" }
 func (Saga) AggregateTypes() []string { return []string{AggregateType} }
 
-// Collections is empty on purpose: a rebuild replays the orders but must not forget
-// which payments were already made.
+// Collections is empty: the saga's state is its step log, in the event store, which a
+// rebuild replays but never clears.
 func (Saga) Collections() []string { return nil }
 
 // Apply is unused: the engine calls React outside any document-store transaction.
@@ -64,18 +64,6 @@ func declined(err error) bool {
 		(re.Code == "insufficient_funds" || re.Code == "account_closed" || re.Code == "invalid_amount"))
 }
 
-func (s Saga) state(ctx context.Context, orderID string) (sagaState, error) {
-	var st sagaState
-	_, err := s.Docs.Get(ctx, sagaCollection, orderID, &st)
-	return st, err
-}
-
-func (s Saga) save(ctx context.Context, orderID string, st sagaState) error {
-	return s.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		return tx.Put(ctx, sagaCollection, orderID, st)
-	})
-}
-
 // React runs the saga step for one order event.
 func (s Saga) React(ctx context.Context, e event.Event) error {
 	switch e.EventType {
@@ -87,32 +75,47 @@ func (s Saga) React(ctx context.Context, e event.Event) error {
 	return nil
 }
 
+func (s Saga) log(ctx context.Context, orderID string) (Fulfilment, error) {
+	l, err := s.Fulfilment.Load(ctx, orderID)
+	return l.State, err
+}
+
+// record appends a step to the log (once: its id derives from the cause and the step).
+func (s Saga) record(ctx context.Context, cause event.Event, st StepRecorded) error {
+	_, err := s.Fulfilment.Execute(ctx, cause.AggregateID, Record(st), opts(cause, "log/"+st.Step+"/"+st.ProductID))
+	return err
+}
+
 func (s Saga) pay(ctx context.Context, e event.Event) error {
 	var p PlacedPayload
 	if err := e.Decode(&p); err != nil {
 		return err
 	}
-	st, err := s.state(ctx, e.AggregateID)
+	log, err := s.log(ctx, e.AggregateID)
 	if err != nil {
 		return err
 	}
-	if !st.Withdrawn {
+	if log.Payment == "" {
+		outcome := PaymentTaken
 		if p.PaymentAccountID == "" {
-			_, err := s.Orders.Execute(ctx, e.AggregateID, Cancel(ReasonPaymentDeclined, false), opts(e, "cancel"))
-			return ignoreSettled(err)
+			outcome = PaymentDeclined
+		} else {
+			_, err := s.Accounts.Execute(ctx, p.PaymentAccountID, bank.Withdraw(p.TotalAmount, e.AggregateID), opts(e, "withdraw"))
+			switch {
+			case declined(err):
+				outcome = PaymentDeclined
+			case err != nil:
+				return err
+			}
 		}
-		_, err := s.Accounts.Execute(ctx, p.PaymentAccountID, bank.Withdraw(p.TotalAmount, e.AggregateID), opts(e, "withdraw"))
-		if declined(err) {
-			_, err := s.Orders.Execute(ctx, e.AggregateID, Cancel(ReasonPaymentDeclined, false), opts(e, "cancel"))
-			return ignoreSettled(err)
-		}
-		if err != nil {
+		if err := s.record(ctx, e, StepRecorded{Step: StepPayment, Outcome: outcome, Amount: p.TotalAmount, AccountID: p.PaymentAccountID}); err != nil {
 			return err
 		}
-		st.Withdrawn = true
-		if err := s.save(ctx, e.AggregateID, st); err != nil {
-			return err
-		}
+		log.Payment = outcome
+	}
+	if log.Payment == PaymentDeclined {
+		_, err := s.Orders.Execute(ctx, e.AggregateID, Cancel(ReasonPaymentDeclined, false), opts(e, "cancel"))
+		return ignoreSettled(err)
 	}
 	_, err = s.Orders.Execute(ctx, e.AggregateID, MarkPaid(p.TotalAmount), opts(e, "paid"))
 	return ignoreSettled(err)
@@ -123,47 +126,64 @@ func (s Saga) reserve(ctx context.Context, e event.Event) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.state(ctx, e.AggregateID)
+	log, err := s.log(ctx, e.AggregateID)
 	if err != nil {
 		return err
+	}
+	if log.Compensating {
+		return s.compensate(ctx, e, o.State, log)
 	}
 	items := append([]Item(nil), o.State.Items...)
 	sort.Slice(items, func(i, j int) bool { return items[i].ProductID < items[j].ProductID })
 	for _, it := range items {
+		if slices.Contains(log.Reserved, it.ProductID) {
+			continue
+		}
 		_, err := s.Products.Execute(ctx, it.ProductID, Reserve(e.AggregateID, it.Quantity), opts(e, "reserve/"+it.ProductID))
 		var re *aggregate.RuleError
 		if errors.As(err, &re) && re.Code == "out_of_stock" {
-			return s.compensate(ctx, e, o.State, st)
+			// Decided: from here on the order is compensated, whatever stock appears later.
+			if err := s.record(ctx, e, StepRecorded{Step: StepCompensation, ProductID: it.ProductID, Outcome: ReasonOutOfStock}); err != nil {
+				return err
+			}
+			return s.compensate(ctx, e, o.State, log)
 		}
 		if err != nil {
 			return err
 		}
-		st.Reserved = append(st.Reserved, it.ProductID)
-		if err := s.save(ctx, e.AggregateID, st); err != nil {
+		if err := s.record(ctx, e, StepRecorded{Step: StepReserved, ProductID: it.ProductID, Quantity: it.Quantity}); err != nil {
 			return err
 		}
+		log.Reserved = append(log.Reserved, it.ProductID)
 	}
 	_, err = s.Orders.Execute(ctx, e.AggregateID, Confirm(), opts(e, "confirm"))
 	return ignoreSettled(err)
 }
 
-// compensate releases every reservation, refunds the payment and cancels the order.
-func (s Saga) compensate(ctx context.Context, e event.Event, o Order, st sagaState) error {
-	for _, it := range o.Items {
-		if _, err := s.Products.Execute(ctx, it.ProductID, Release(e.AggregateID), opts(e, "release/"+it.ProductID)); err != nil {
+// compensate releases what the log says was reserved, refunds the payment once and
+// cancels the order. Every reservation made before compensation was decided is in the
+// log: reservations are made one at a time, each recorded before the next.
+func (s Saga) compensate(ctx context.Context, e event.Event, o Order, log Fulfilment) error {
+	for _, pid := range log.Reserved {
+		if slices.Contains(log.Released, pid) {
+			continue
+		}
+		if _, err := s.Products.Execute(ctx, pid, Release(e.AggregateID), opts(e, "release/"+pid)); err != nil {
+			return err
+		}
+		if err := s.record(ctx, e, StepRecorded{Step: StepReleased, ProductID: pid}); err != nil {
 			return err
 		}
 	}
-	if !st.Refunded {
+	if log.Payment == PaymentTaken && !log.Refunded {
 		if _, err := s.Accounts.Execute(ctx, o.PaymentAccountID, bank.Deposit(o.TotalAmount, e.AggregateID), opts(e, "refund")); err != nil {
 			return err
 		}
-		st.Refunded = true
-		if err := s.save(ctx, e.AggregateID, st); err != nil {
+		if err := s.record(ctx, e, StepRecorded{Step: StepRefunded, Amount: o.TotalAmount, AccountID: o.PaymentAccountID}); err != nil {
 			return err
 		}
 	}
-	_, err := s.Orders.Execute(ctx, e.AggregateID, Cancel(ReasonOutOfStock, true), opts(e, "cancel"))
+	_, err := s.Orders.Execute(ctx, e.AggregateID, Cancel(ReasonOutOfStock, log.Payment == PaymentTaken), opts(e, "cancel"))
 	return ignoreSettled(err)
 }
 

@@ -14,7 +14,8 @@ func init() {
 		Build: func(s *System) ([]projection.Projection, api.Module) {
 			ord := aggregate.NewRepository(s.Store, orders.Definition, s.AggregateConfig)
 			prod := aggregate.NewRepository(s.Store, orders.ProductDefinition, s.AggregateConfig)
-			saga := orders.Saga{Orders: ord, Products: prod, Accounts: s.Accounts, Docs: s.Docs}
+			log := aggregate.NewRepository(s.Store, orders.FulfilmentDefinition, s.AggregateConfig)
+			saga := orders.Saga{Orders: ord, Products: prod, Accounts: s.Accounts, Fulfilment: log}
 			return []projection.Projection{orders.OrderProjection{}, orders.ProductProjection{}, orders.CustomerProjection{}, saga},
 				orders.HTTP{Orders: ord, Products: prod, Docs: s.Docs}
 		},

@@ -55,6 +55,8 @@ func Run(t *testing.T, target Target) {
 		{"EventsQueryPaging", testEventsQuery},
 		{"Operations", testOperations},
 		{"ConcurrentCommands", testConcurrent},
+		{"HundredConcurrentDepositsAllSucceed", testHundredDeposits},
+		{"UnversionedCommandsRetriedWithKey", testKeyedRetries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &Client{T: t, H: target(t)}) })
@@ -526,5 +528,68 @@ func testConcurrent(t *testing.T, c *Client) {
 	g := c.Must(200, "GET", p+"?consistent=true", nil)
 	if g.Num("balance") != want {
 		t.Fatalf("balance %s, want %s (lost update)", g.Num("balance"), want)
+	}
+}
+
+// 100 deposits without a version on one account at once: every one answers 200 (no 409
+// for a client that asked for no version), and the balance holds every one.
+func testHundredDeposits(t *testing.T, c *Client) {
+	p := "/accounts/" + ID("hundred")
+	c.Must(201, "POST", p+"/open", map[string]any{"initialDeposit": 0})
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := c.Do("POST", p+"/deposit", map[string]any{"amount": 1}); r.Status != 200 {
+				t.Errorf("deposit: %d %s", r.Status, r.Raw)
+			}
+		}()
+	}
+	wg.Wait()
+	if g := c.Must(200, "GET", p+"?consistent=true", nil); g.Num("balance") != "100" || g.Num("version") != "101" {
+		t.Fatalf("balance %s at version %s, want 100 at 101", g.Num("balance"), g.Num("version"))
+	}
+}
+
+// Concurrent withdrawals with keys, each sent twice: every key takes effect once,
+// withdrawals the balance covers succeed, and the others are refused with the rule.
+func testKeyedRetries(t *testing.T, c *Client) {
+	p := "/accounts/" + ID("keyed")
+	c.Must(201, "POST", p+"/open", map[string]any{"initialDeposit": 30})
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int32
+	for i := range 50 {
+		key := fmt.Sprintf("w-%d", i)
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					switch r := c.Do("POST", p+"/withdraw", map[string]any{"amount": 1}, "Idempotency-Key", key); r.Status {
+					case 200:
+						if r.Header.Get("Idempotent-Replayed") == "" {
+							ok.Add(1)
+						}
+					case 422:
+						if r.Header.Get("Idempotent-Replayed") == "" {
+							refused.Add(1)
+						}
+					case 409: // the same key still in flight: a client retries it
+						time.Sleep(time.Millisecond)
+						continue
+					default:
+						t.Errorf("withdraw: %d %s", r.Status, r.Raw)
+					}
+					return
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	g := c.Must(200, "GET", p+"?consistent=true", nil)
+	if ok.Load() != 30 || refused.Load() != 20 || g.Num("balance") != "0" || g.Num("version") != "31" {
+		t.Fatalf("%d withdrawals applied, %d refused, balance %s at version %s; want 30, 20, 0 at 31",
+			ok.Load(), refused.Load(), g.Num("balance"), g.Num("version"))
 	}
 }

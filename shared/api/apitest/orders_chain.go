@@ -114,12 +114,14 @@ func testOrderChain(t *testing.T, c *Client) {
 	c.eventually("/products/"+apple, "reserved", "2")
 	c.eventually("/products/"+pear, "available", "0")
 
-	// The causal chain across Order, BankAccount and Product streams.
-	events := c.chain(corr, 6)
+	// The causal chain across Order, BankAccount and Product streams, with the saga's step
+	// log (OrderFulfilment) recording each step after it took effect.
+	events := c.chain(corr, 9)
 	checkChain(t, events, corr, "alice", []string{
 		"Order/OrderPlaced",
-		"BankAccount/MoneyWithdrawn <- OrderPlaced", "Order/OrderPaid <- OrderPlaced",
-		"Product/StockReserved <- OrderPaid", "Product/StockReserved <- OrderPaid", "Order/OrderConfirmed <- OrderPaid",
+		"BankAccount/MoneyWithdrawn <- OrderPlaced", "OrderFulfilment/FulfilmentStepRecorded <- OrderPlaced", "Order/OrderPaid <- OrderPlaced",
+		"Product/StockReserved <- OrderPaid", "OrderFulfilment/FulfilmentStepRecorded <- OrderPaid",
+		"Product/StockReserved <- OrderPaid", "OrderFulfilment/FulfilmentStepRecorded <- OrderPaid", "Order/OrderConfirmed <- OrderPaid",
 	})
 	for _, e := range events {
 		switch e.EventType {
@@ -180,11 +182,14 @@ func testOrderChain(t *testing.T, c *Client) {
 	if g.Body["reason"] != "out_of_stock" {
 		t.Fatalf("out of stock: %s", g.Raw)
 	}
-	checkChain(t, c.chain(corr2, 7), corr2, "alice", []string{
+	const logged = "OrderFulfilment/FulfilmentStepRecorded"
+	checkChain(t, c.chain(corr2, 12), corr2, "alice", []string{
 		"Order/OrderPlaced",
-		"BankAccount/MoneyWithdrawn <- OrderPlaced", "Order/OrderPaid <- OrderPlaced",
-		"Product/StockReserved <- OrderPaid", "Product/StockReleased <- OrderPaid",
-		"BankAccount/MoneyDeposited <- OrderPaid", "Order/OrderCancelled <- OrderPaid",
+		"BankAccount/MoneyWithdrawn <- OrderPlaced", logged + " <- OrderPlaced", "Order/OrderPaid <- OrderPlaced",
+		"Product/StockReserved <- OrderPaid", logged + " <- OrderPaid", // reserved
+		logged + " <- OrderPaid", // compensation decided
+		"Product/StockReleased <- OrderPaid", logged + " <- OrderPaid",
+		"BankAccount/MoneyDeposited <- OrderPaid", logged + " <- OrderPaid", "Order/OrderCancelled <- OrderPaid",
 	})
 	if a := c.Must(200, "GET", "/accounts/"+acc+"?consistent=true", nil); a.Num("balance") != "29.75" {
 		t.Fatalf("refund: %s", a.Raw)
@@ -199,7 +204,7 @@ func testOrderChain(t *testing.T, c *Client) {
 	if g := c.eventually("/orders/"+poor, "status", "CANCELLED"); g.Body["reason"] != "payment_declined" {
 		t.Fatalf("declined: %s", g.Raw)
 	}
-	checkChain(t, c.chain(corr3, 2), corr3, "alice", []string{"Order/OrderPlaced", "Order/OrderCancelled <- OrderPlaced"})
+	checkChain(t, c.chain(corr3, 3), corr3, "alice", []string{"Order/OrderPlaced", logged + " <- OrderPlaced", "Order/OrderCancelled <- OrderPlaced"})
 
 	// The customer's orders, each as its own stream left it.
 	c.Eventually(settle, func() string {
