@@ -58,6 +58,7 @@ func classify(err error) *Error {
 	var contention *aggregate.ContentionError
 	var unreadable *aggregate.UnreadableEventError
 	var dup *eventstore.DuplicateEventError
+	var corrupt *eventstore.CorruptEventError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -79,6 +80,12 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusInternalServerError, Code: "unreadable_event",
 			Message: fmt.Sprintf("%s/%s holds an event this server cannot apply at version %d (%s); commands on it wait until it can",
 				unreadable.Type, unreadable.ID, unreadable.Version, unreadable.EventType)}
+	case errors.As(err, &corrupt):
+		return &Error{Status: http.StatusInternalServerError, Code: "unreadable_event",
+			Message: fmt.Sprintf("%s holds a stored event that cannot be decoded at version %d; commands on it wait until it is repaired",
+				corrupt.Stream, corrupt.Version)}
+	case errors.Is(err, eventstore.ErrCorrupt):
+		return &Error{Status: http.StatusInternalServerError, Code: "unreadable_event", Message: "a stored event cannot be decoded"}
 	case errors.Is(err, aggregate.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
 	case errors.Is(err, projection.ErrUnknownProjection):

@@ -17,7 +17,22 @@ var (
 	// ErrDuplicateEvent: an append carries an event id the store holds, but not as that
 	// same append (another stream, another position in the batch, other ids beside it).
 	ErrDuplicateEvent = errors.New("event id already used")
+	// ErrCorrupt: a stored event cannot be decoded (edited by hand, damaged).
+	ErrCorrupt = errors.New("corrupt stored event")
 )
+
+// CorruptEventError names a stored event that cannot be decoded.
+type CorruptEventError struct {
+	Stream  Stream
+	Version int64
+	Err     error
+}
+
+func (e *CorruptEventError) Error() string {
+	return fmt.Sprintf("stored event %s v%d cannot be decoded: %v", e.Stream, e.Version, e.Err)
+}
+func (e *CorruptEventError) Is(target error) bool { return target == ErrCorrupt }
+func (e *CorruptEventError) Unwrap() error        { return e.Err }
 
 // DuplicateEventError names the event id and where the store holds it. Nothing was
 // written.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,4 +138,34 @@ func TestPoisonEventRedriveOnDynamoDB(t *testing.T) {
 	if dl := c.Must(200, "GET", "/dead-letters", nil); strings.Contains(string(dl.Raw), bad) {
 		t.Fatalf("still parked: %s", dl.Raw)
 	}
+}
+
+// An event item edited by hand into something undecodable: reads and commands on that
+// account answer a clear error naming the stream and version, never a bare 500, and other
+// accounts are unaffected.
+func TestCorruptEventOnDynamoDB(t *testing.T) {
+	ctx := context.Background()
+	sys := dynamoSystem(t)
+	c := &apitest.Client{T: t, H: sys.Handler}
+	bad := apitest.ID("corrupt")
+	c.Must(201, "POST", "/accounts/"+bad+"/open", map[string]any{"initialDeposit": 100})
+	c.Must(200, "POST", "/accounts/"+bad+"/deposit", map[string]any{"amount": 1})
+	_, err := sys.AWS.DynamoDB.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(sys.Config.EventsTable),
+		Key: map[string]dbtypes.AttributeValue{"pk": &dbtypes.AttributeValueMemberS{Value: "BankAccount#" + bad},
+			"sk": &dbtypes.AttributeValueMemberN{Value: "2"}},
+		UpdateExpression:          aws.String("SET payload = :p"),
+		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":p": &dbtypes.AttributeValueMemberS{Value: "{not json"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []apitest.Response{
+		c.Do("GET", "/accounts/"+bad+"?consistent=true", nil),
+		c.Do("POST", "/accounts/"+bad+"/deposit", map[string]any{"amount": 1}),
+	} {
+		if r.Status != 500 || r.ErrorCode() != "unreadable_event" || !strings.Contains(string(r.Raw), "BankAccount#"+bad) ||
+			!strings.Contains(string(r.Raw), "version 2") {
+			t.Fatalf("%d %s", r.Status, r.Raw)
+		}
+	}
+	c.Must(201, "POST", "/accounts/"+apitest.ID("fine")+"/open", map[string]any{"initialDeposit": 1})
 }

@@ -5,15 +5,15 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
 
 // ErrCorrupt reports a stored value or index entry this package cannot read back.
-var ErrCorrupt = errors.New("boltstore: corrupt store file")
+var ErrCorrupt = fmt.Errorf("boltstore: %w in the store file", eventstore.ErrCorrupt)
 
 // A log value is a fixed header followed by the JSON envelope. The header carries what
 // only the committer knows (the version, and the timestamp when the store assigns it), so

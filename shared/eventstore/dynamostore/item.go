@@ -60,6 +60,12 @@ type idGuard struct {
 	Count   int    `dynamodbav:"count"`
 }
 
+// streamOfKey splits a stream key ("Type#ID").
+func streamOfKey(key string) (eventstore.Stream, bool) {
+	typ, id, ok := strings.Cut(key, "#")
+	return eventstore.Stream{Type: typ, ID: id}, ok
+}
+
 func guardPK(id string) string { return "$id#" + id }
 
 func guardItem(out []event.Event) (map[string]types.AttributeValue, error) {
@@ -123,19 +129,23 @@ func DecodeItem(item map[string]types.AttributeValue) (e event.Event, isEvent bo
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return e, true, fmt.Errorf("decode event item: %w", err)
 	}
+	corrupt := func(format string, args ...any) error {
+		st, _ := streamOfKey(it.PK)
+		return &eventstore.CorruptEventError{Stream: st, Version: it.SK, Err: fmt.Errorf(format, args...)}
+	}
 	ts, err := time.Parse(time.RFC3339Nano, it.Timestamp)
 	if err != nil {
-		return e, true, fmt.Errorf("decode event item %s v%d: timestamp %q", it.PK, it.SK, it.Timestamp)
+		return e, true, corrupt("timestamp %q", it.Timestamp)
 	}
 	var md event.Metadata
 	if it.Metadata != "" {
 		if err := json.Unmarshal([]byte(it.Metadata), &md); err != nil {
-			return e, true, fmt.Errorf("decode event item %s v%d: metadata: %w", it.PK, it.SK, err)
+			return e, true, corrupt("metadata: %v", err)
 		}
 	}
 	md.CorrelationID = it.CorrelationID
 	if !json.Valid([]byte(it.Payload)) {
-		return e, true, fmt.Errorf("decode event item %s v%d: payload is not JSON", it.PK, it.SK)
+		return e, true, corrupt("payload is not JSON")
 	}
 	return event.Event{EventID: it.EventID, EventType: it.EventType, AggregateType: it.AggregateType,
 		AggregateID: it.AggregateID, Version: it.SK, SchemaVersion: it.SchemaVersion, Timestamp: ts,
