@@ -5,6 +5,7 @@
 package aggregate
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,6 +83,12 @@ type Config struct {
 	// *ContentionError (503 with Retry-After), never a version conflict.
 	MaxRetries  int
 	RetryWindow time.Duration
+	// CacheSize is how many aggregates per type a process keeps after a command (seed
+	// 001's snapshot cache): the next command on a warm aggregate decides on the kept
+	// state and appends at its version without reading the store; if another process
+	// appended meanwhile, the append conflicts, the entry is dropped and the command
+	// reloads and decides again. 0 uses DefaultCacheSize; negative disables the cache.
+	CacheSize   int
 	Registry    *event.Registry
 	Logger      *slog.Logger
 	// OnSnapshot, when set, is told of each snapshot written (metrics).
@@ -93,12 +100,16 @@ func DefaultConfig() Config {
 	return Config{SnapshotEvery: 50, KeepSnapshots: 2, MaxRetries: 100, RetryWindow: 5 * time.Second, Logger: slog.Default()}
 }
 
+// DefaultCacheSize bounds the warm-aggregate cache of one repository.
+const DefaultCacheSize = 10000
+
 // Repository loads and changes aggregates of one type.
 type Repository[S any] struct {
 	def   Definition[S]
 	store eventstore.Backend
 	cfg   Config
 	turns turns
+	warm  *warmCache[S] // nil: disabled
 }
 
 // NewRepository returns a repository for def over store.
@@ -115,7 +126,14 @@ func NewRepository[S any](store eventstore.Backend, def Definition[S], cfg Confi
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Repository[S]{def: def, store: store, cfg: cfg, turns: turns{m: map[string]*turn{}}}
+	r := &Repository[S]{def: def, store: store, cfg: cfg, turns: turns{m: map[string]*turn{}}}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CacheSize > 0 {
+		r.warm = newWarmCache[S](cfg.CacheSize)
+	}
+	return r
 }
 
 // Type returns the aggregate type name.
@@ -222,15 +240,22 @@ func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], 
 	st := r.stream(id)
 	deadline := time.Now().Add(r.cfg.RetryWindow)
 	for attempt := 0; ; attempt++ {
-		loaded, err := r.Load(ctx, id)
-		if err != nil {
-			return Result[S]{}, err
+		loaded, cached := r.warm.get(id)
+		if !cached {
+			if loaded, err = r.Load(ctx, id); err != nil {
+				return Result[S]{}, err
+			}
 		}
 		var drafts []event.Event
 		if opts.ExpectedVersion != nil && *opts.ExpectedVersion != loaded.Version {
 			err = &eventstore.ConflictError{Stream: st, Expected: *opts.ExpectedVersion, Current: loaded.Version}
 		} else {
 			drafts, err = cmd(loaded.State, loaded.Version)
+		}
+		if (err != nil || len(drafts) == 0) && cached {
+			// Kept state may be stale: a refusal or a no-op is only final on the store's state.
+			r.warm.drop(id)
+			continue
 		}
 		if err != nil || len(drafts) == 0 {
 			// Refused or a no-op now, but perhaps because this very command already took
@@ -247,6 +272,12 @@ func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], 
 		}
 		stored, err := r.store.Append(ctx, st, loaded.Version, drafts)
 		var ce *eventstore.ConflictError
+		if err != nil {
+			r.warm.drop(id) // whatever went wrong, the next attempt reads the store
+		}
+		if errors.As(err, &ce) && cached {
+			continue // stale kept state: reload and decide again, not a retry of its own
+		}
 		if errors.As(err, &ce) && opts.ExpectedVersion == nil {
 			if attempt+1 >= r.cfg.MaxRetries || time.Now().After(deadline) {
 				return Result[S]{Loaded: loaded}, &ContentionError{Type: r.def.Type, ID: id, Attempts: attempt + 1, RetryAfter: time.Second}
@@ -261,13 +292,16 @@ func (r *Repository[S]) Execute(ctx context.Context, id string, cmd Command[S], 
 		}
 		if stored[0].Version != loaded.Version+1 {
 			// The store recognised the events: an earlier attempt of this command.
+			r.warm.drop(id)
 			l, err := r.LoadVersion(ctx, id, stored[len(stored)-1].Version)
 			return Result[S]{Loaded: l, Events: stored}, err
 		}
 		before := loaded.Version
 		if err := r.applyAll(&loaded, stored); err != nil {
+			r.warm.drop(id)
 			return Result[S]{}, err
 		}
+		r.warm.put(id, loaded)
 		r.maybeSnapshot(ctx, st, before, loaded)
 		return Result[S]{Loaded: loaded, Events: stored}, nil
 	}
@@ -368,6 +402,70 @@ func sleep(ctx context.Context, attempt int) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// warmCache keeps the state each recent command left, least recently used out first.
+// Only Execute reads it, and only under the stream's turn: a kept state is a guess that
+// the conditional append confirms or refutes, never an answer to a read.
+type warmCache[S any] struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // front: most recent; values *warmEntry[S]
+	byID  map[string]*list.Element
+}
+
+type warmEntry[S any] struct {
+	id string
+	l  Loaded[S]
+}
+
+func newWarmCache[S any](max int) *warmCache[S] {
+	return &warmCache[S]{max: max, order: list.New(), byID: map[string]*list.Element{}}
+}
+
+func (c *warmCache[S]) get(id string) (Loaded[S], bool) {
+	if c == nil {
+		return Loaded[S]{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byID[id]
+	if !ok {
+		return Loaded[S]{}, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*warmEntry[S]).l, true
+}
+
+func (c *warmCache[S]) put(id string, l Loaded[S]) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byID[id]; ok {
+		el.Value.(*warmEntry[S]).l = l
+		c.order.MoveToFront(el)
+		return
+	}
+	c.byID[id] = c.order.PushFront(&warmEntry[S]{id: id, l: l})
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.byID, last.Value.(*warmEntry[S]).id)
+	}
+}
+
+func (c *warmCache[S]) drop(id string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byID[id]; ok {
+		c.order.Remove(el)
+		delete(c.byID, id)
 	}
 }
 
