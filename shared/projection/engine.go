@@ -111,7 +111,7 @@ func (en *Engine) deliver(ctx context.Context, p Projection, e event.Event) (Out
 	if err != nil {
 		return Applied, err
 	}
-	o, err := en.applyBatch(ctx, p, []event.Event{e}, false)
+	o, err := en.applyBatch(ctx, p, []event.Event{e}, false, false)
 	if err != nil || o != Gap {
 		if o == Blocked && err == nil {
 			en.renotify(ctx, p, e)
@@ -137,10 +137,13 @@ func (en *Engine) normalise(e event.Event) (event.Event, error) {
 }
 
 // applyBatch applies consecutive events of one stream in one transaction. It stops at
-// the first event that is not the guard's next version and reports why.
-func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving bool) (Outcome, error) {
+// the first event that is not the guard's next version and reports why. With unpark (the
+// last chunk of a redrive), the same transaction that commits the read-model change and
+// the guard also deletes the stream's dead letter, so a dead letter disappears exactly
+// when what it held back is applied, and never before.
+func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving, unpark bool) (Outcome, error) {
 	if r, ok := p.(Reactor); ok {
-		return en.react(ctx, r, events, redriving)
+		return en.react(ctx, r, events, redriving, unpark)
 	}
 	var outcome Outcome
 	st := eventstore.StreamOf(events[0])
@@ -180,6 +183,11 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 		if applied == 0 {
 			outcome = Duplicate
 		}
+		if unpark {
+			if err := tx.Delete(ctx, parkedCollection(p.Name()), st.Key()); err != nil {
+				return err
+			}
+		}
 		return en.putGuard(ctx, tx, p, st, g, applied)
 	})
 	return outcome, err
@@ -213,37 +221,55 @@ func (en *Engine) Guard(ctx context.Context, projection string, st eventstore.St
 // CatchUp applies every event of the stream after the projection's guard, in order,
 // loading them from the event store.
 func (en *Engine) CatchUp(ctx context.Context, p Projection, st eventstore.Stream) error {
-	return en.catchUp(ctx, p, st, false)
+	_, err := en.catchUp(ctx, p, st, false)
+	return err
 }
 
 const catchUpChunk = 10
 
-func (en *Engine) catchUp(ctx context.Context, p Projection, st eventstore.Stream, redriving bool) error {
+// catchUp applies the stream's events after the guard. When redriving it applies them
+// past the stream's dead letter and deletes the dead letter in the transaction of the
+// last chunk (or, with nothing left to apply, on its own), reporting whether it did.
+func (en *Engine) catchUp(ctx context.Context, p Projection, st eventstore.Stream, redriving bool) (unparked bool, err error) {
 	from, err := en.Guard(ctx, p.Name(), st)
 	if err != nil {
-		return err
+		return false, err
 	}
 	events, err := en.Store.Load(ctx, st, eventstore.Range{From: from + 1})
 	if err != nil {
-		return err
+		return false, err
 	}
 	for i := range events {
 		if events[i], err = en.normalise(events[i]); err != nil {
-			return &applyError{event: events[i], err: err}
+			return false, &applyError{event: events[i], err: err}
 		}
+	}
+	if redriving && len(events) == 0 {
+		return true, en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			return tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
+		})
 	}
 	for len(events) > 0 {
 		n := min(catchUpChunk, len(events))
-		o, err := en.applyBatch(ctx, p, events[:n], redriving)
+		last := n == len(events)
+		o, err := en.applyBatch(ctx, p, events[:n], redriving, redriving && last)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if o == Blocked {
-			return nil // parked meanwhile: redrive will continue from here
+		switch o {
+		case Blocked:
+			return false, nil // parked meanwhile: redrive will continue from here
+		case Gap:
+			// The guard moved under us (a rebuild): nothing was unparked; a later
+			// redrive starts from the new guard.
+			return false, nil
 		}
 		events = events[n:]
+		if last && redriving {
+			return true, nil
+		}
 	}
-	return nil
+	return false, nil
 }
 
 // park records the dead letter (first one per aggregate wins: later events wait behind
@@ -342,7 +368,7 @@ func (en *Engine) CatchUpStream(ctx context.Context, st eventstore.Stream) error
 		}
 		lock := en.locks[p.Name()]
 		lock.RLock()
-		err := en.catchUp(ctx, p, st, false)
+		_, err := en.catchUp(ctx, p, st, false)
 		lock.RUnlock()
 		var ae *applyError
 		if errors.As(err, &ae) && !IsTransient(err) {
@@ -419,7 +445,7 @@ func (en *Engine) deliverGroup(ctx context.Context, p Projection, group []event.
 		}
 		if ok {
 			lock.RLock()
-			o, err := en.applyBatch(ctx, p, chunk, false)
+			o, err := en.applyBatch(ctx, p, chunk, false, false)
 			lock.RUnlock()
 			if err == nil && (o == Applied || o == Duplicate || o == Blocked) {
 				group = group[n:]
@@ -446,8 +472,10 @@ type Reactor interface {
 	React(ctx context.Context, e event.Event) error
 }
 
-// react is applyBatch for reactors.
-func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, redriving bool) (Outcome, error) {
+// react is applyBatch for reactors. With unpark, the dead letter goes in the transaction
+// that advances the guard past the last event (or on its own when every event was
+// already reacted to).
+func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, redriving, unpark bool) (Outcome, error) {
 	st := eventstore.StreamOf(events[0])
 	if !redriving {
 		var dl DeadLetter
@@ -463,8 +491,8 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 	if err != nil {
 		return Applied, err
 	}
-	applied := 0
-	for _, e := range events {
+	applied, unparked := 0, false
+	for i, e := range events {
 		switch {
 		case e.Version <= g:
 			continue
@@ -474,7 +502,13 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 		if err := r.React(ctx, e); err != nil {
 			return Applied, &applyError{event: e, err: err}
 		}
+		final := unpark && i == len(events)-1
 		err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			if final {
+				if err := tx.Delete(ctx, parkedCollection(r.Name()), st.Key()); err != nil {
+					return err
+				}
+			}
 			var cur guard
 			if _, err := tx.Get(ctx, guardCollection(r.Name()), st.Key(), &cur); err != nil {
 				return err
@@ -487,8 +521,16 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 		if err != nil {
 			return Applied, err
 		}
+		unparked = unparked || final
 		g = e.Version
 		applied++
+	}
+	if unpark && !unparked {
+		if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			return tx.Delete(ctx, parkedCollection(r.Name()), st.Key())
+		}); err != nil {
+			return Applied, err
+		}
 	}
 	if applied == 0 {
 		return Duplicate, nil
