@@ -35,8 +35,8 @@ type Config struct {
 	// EnsureResources creates missing tables and queues at start: only for a local server
 	// with an endpoint override, never inside a Lambda (the template owns its resources).
 	EnsureResources bool
-	// SnapshotTTL (DynamoDB): snapshots expire through DynamoDB's TTL after this long
-	// instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
+	// SnapshotTTL (DynamoDB): superseded snapshots expire through DynamoDB's TTL this long
+	// after they were superseded, instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
 	// where the function roles have no DeleteItem on the events table).
 	SnapshotTTL time.Duration
 }

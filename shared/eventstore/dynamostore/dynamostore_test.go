@@ -249,31 +249,70 @@ func TestQueryRejects(t *testing.T) {
 	}
 }
 
-// With a snapshot TTL, snapshots carry expiresAt and DeleteSnapshots leaves them to TTL.
+// With a snapshot TTL only superseded snapshots expire: the newest carries no expiresAt
+// (an aggregate idle for longer than the TTL still loads from it), the ones below the
+// kept window get one when DeleteSnapshots runs, and events never do.
 func TestSnapshotTTL(t *testing.T) {
 	ctx := context.Background()
 	db, events, _ := env(t)
-	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
 	st := uniqueStream("ttl")
-	if _, err := s.Append(ctx, st, 0, drafts(1)); err != nil {
+	expiry := func(sk string) (int64, bool) {
+		t.Helper()
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: sk}}})
+		if err != nil || out.Item == nil {
+			t.Fatalf("item %s: gone (%v)", sk, err)
+		}
+		n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN)
+		if !ok {
+			return 0, false
+		}
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v, true
+	}
+	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
+	if _, err := s.Append(ctx, st, 0, drafts(2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: 1, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
+	save := func(v int64) {
+		t.Helper()
+		if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: v, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	save(50)
+	if exp, ok := expiry("50.5"); ok {
+		t.Fatalf("the newest snapshot expires at %d", exp)
+	}
+	save(100)
 	if err := s.DeleteSnapshots(ctx, st, 100); err != nil {
 		t.Fatal(err)
 	}
-	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), Key: map[string]types.AttributeValue{
-		infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: "1.5"}}})
-	if err != nil || out.Item == nil {
-		t.Fatalf("snapshot gone: %v", err)
+	if exp, ok := expiry("100.5"); ok {
+		t.Fatalf("the newest snapshot (v100) expires at %d", exp)
 	}
-	var exp int64
-	if n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN); ok {
-		exp, _ = strconv.ParseInt(n.Value, 10, 64)
+	first, ok := expiry("50.5")
+	if !ok || first <= time.Now().Unix() {
+		t.Fatalf("superseded snapshot v50: expiresAt %d (set %v), want a time in the future", first, ok)
 	}
-	if exp <= time.Now().Unix() {
-		t.Fatalf("expiresAt = %v, want a time in the future", out.Item[infra.AttrExpiresAt])
+	for _, sk := range []string{"1", "2"} {
+		if exp, ok := expiry(sk); ok {
+			t.Fatalf("event %s expires at %d", sk, exp)
+		}
+	}
+	// Another process (no memory of what was stamped) stamps again: the expiry stands.
+	later := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(48*time.Hour))
+	if err := later.DeleteSnapshots(ctx, st, 101); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := expiry("50.5"); again != first {
+		t.Fatalf("expiry moved from %d to %d", first, again)
+	}
+	if exp, ok := expiry("100.5"); !ok || exp <= first {
+		t.Fatalf("v100, superseded below 101: expiresAt %d (set %v)", exp, ok)
+	}
+	snap, tail, err := s.LoadFromSnapshot(ctx, st, eventstore.Range{})
+	if err != nil || snap == nil || snap.Version != 100 || len(tail) != 0 {
+		t.Fatalf("load: snapshot %+v, %d events, %v", snap, len(tail), err)
 	}
 }
