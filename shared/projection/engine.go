@@ -289,7 +289,7 @@ func (en *Engine) park(ctx context.Context, p Projection, e event.Event, cause e
 		fresh = true
 		dl = DeadLetter{Projection: p.Name(), AggregateType: e.AggregateType, AggregateID: e.AggregateID,
 			Version: e.Version, EventID: e.EventID, EventType: e.EventType, Error: cause.Error(),
-			ParkedAt: time.Now().UTC(), Attempts: max(1, en.Attempts), Event: e}
+			ParkedAt: time.Now().UTC(), Attempts: max(1, en.Attempts), Reactor: IsReactor(p), Event: e}
 		return tx.Put(ctx, parkedCollection(p.Name()), eventstore.StreamOf(e).Key(), dl)
 	})
 	if err != nil {
@@ -312,6 +312,7 @@ func (en *Engine) notify(ctx context.Context, p Projection, dl DeadLetter) error
 	if en.Sink == nil || dl.Notified {
 		return nil
 	}
+	dl.Reactor = IsReactor(p) // also for dead letters parked before the field existed
 	if err := en.Sink.Send(ctx, dl); err != nil {
 		return fmt.Errorf("dead-letter sink: %w", err)
 	}
@@ -545,8 +546,9 @@ func IsReactor(p Projection) bool {
 }
 
 // Subset returns an engine over the projections keep accepts, sharing this engine's
-// store, documents, registry, sink and hooks (the projector and saga Lambdas each run a
-// part of the system's projections).
+// store, documents, registry, sink, hooks and rebuild locks (the projector and saga
+// Lambdas, and the two redrives, each run a part of the system's projections; a rebuild
+// through this engine pauses the subset's delivery in this process too).
 func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 	var ps []Projection
 	for _, p := range en.projections {
@@ -556,5 +558,6 @@ func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 	}
 	sub := NewEngine(en.Store, en.Docs, en.Registry, ps...)
 	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked = en.Sink, en.Logger, en.Attempts, en.OnParked
+	sub.locks = en.locks
 	return sub
 }

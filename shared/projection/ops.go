@@ -29,6 +29,16 @@ func (en *Engine) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return out, nil
 }
 
+// IsParked reports whether a projection has a dead letter for the stream.
+func (en *Engine) IsParked(ctx context.Context, projection string, st eventstore.Stream) (bool, error) {
+	p, err := en.Lookup(projection)
+	if err != nil {
+		return false, err
+	}
+	var d DeadLetter
+	return en.Docs.Get(ctx, parkedCollection(p.Name()), st.Key(), &d)
+}
+
 // RedriveResult summarises a redrive.
 type RedriveResult struct {
 	Redriven  int          `json:"redriven"`
