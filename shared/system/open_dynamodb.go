@@ -20,9 +20,9 @@ import (
 
 // AWSClients are the clients of the DynamoDB backend.
 type AWSClients struct {
-	DynamoDB  *dynamodb.Client
-	Streams   *dynamodbstreams.Client
-	SQS       *sqs.Client
+	DynamoDB     *dynamodb.Client
+	Streams      *dynamodbstreams.Client
+	SQS          *sqs.Client
 	QueueURL     string // the read models' dead-letter queue
 	SagaQueueURL string // the saga's dead-letter queue
 	StreamArn    string // the events table's stream (set when the poller runs)
