@@ -26,8 +26,10 @@ type QueuePoller struct {
 	QueueArn  string // the eventSourceARN handed to the handler (informational)
 	Handler   SQSHandler
 	BatchSize int32 // default 10
-	// Visibility hides a received message this long (default 5 s): shorter than the
-	// queue's own, so a message a local redrive failed on comes back soon.
+	// Visibility hides a received message this long (default 10 s): shorter than the
+	// queue's own, so a message a local redrive failed on comes back soon, yet long
+	// enough that its maxReceiveCount (5) takes close to a minute to move it to the
+	// archive.
 	Visibility time.Duration
 	Logger     *slog.Logger
 }
@@ -62,7 +64,7 @@ func (p *QueuePoller) Step(ctx context.Context) (int, error) {
 		batch = 10
 	}
 	if vis <= 0 {
-		vis = 5 * time.Second
+		vis = 10 * time.Second
 	}
 	out, err := p.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(p.QueueURL),
 		MaxNumberOfMessages: batch, VisibilityTimeout: int32(vis / time.Second), WaitTimeSeconds: 1,
