@@ -316,3 +316,96 @@ func TestSnapshotTTL(t *testing.T) {
 		t.Fatalf("load: snapshot %+v, %d events, %v", snap, len(tail), err)
 	}
 }
+
+// Stamping superseded snapshots under concurrency and failures: stores racing on one
+// stream each succeed and every snapshot keeps the first expiry it got; a snapshot gone
+// meanwhile (a failed condition) is no error; a throttled stamp is a typed error that
+// leaves the snapshot unstamped for the next call, which stamps it.
+func TestSnapshotExpiryRacesAndFaults(t *testing.T) {
+	ctx := context.Background()
+	throttled := &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+	gone := &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed")}
+	expiry := func(db *dynamodb.Client, table string, st eventstore.Stream, sk string) (int64, bool) {
+		t.Helper()
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: sk}}})
+		if err != nil || out.Item == nil {
+			t.Fatalf("item %s: gone (%v)", sk, err)
+		}
+		n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN)
+		if !ok {
+			return 0, false
+		}
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v, true
+	}
+	for _, tc := range []struct {
+		name     string
+		stampers int
+		fail     func(string, int) error
+		want     error // nil, ErrThrottled
+	}{
+		{"four stores at once", 4, nil, nil},
+		{"the snapshot went meanwhile", 1, on("PutItem", -1, gone), nil},
+		{"throttled", 1, on("PutItem", -1, throttled), eventstore.ErrThrottled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, events, _ := env(t)
+			st := uniqueStream("expiry")
+			plain := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
+			for _, v := range []int64{10, 20, 30} {
+				if err := plain.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: v, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			faulty := db
+			if tc.fail != nil {
+				inj := &injector{fail: tc.fail, count: map[string]int{}}
+				faulty, _, _ = env(t, inj.option())
+			}
+			errs := make([]error, tc.stampers)
+			var wg sync.WaitGroup
+			for i := range tc.stampers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := dynamostore.New(faulty, events, dynamostore.WithSnapshotTTL(time.Duration(i+1)*time.Hour))
+					errs[i] = s.DeleteSnapshots(ctx, st, 30)
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				switch {
+				case tc.want == nil && err != nil:
+					t.Fatalf("err = %v, want success", err)
+				case tc.want != nil && !errors.Is(err, tc.want):
+					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+			}
+			if exp, ok := expiry(db, events, st, "30.5"); ok {
+				t.Fatalf("the newest snapshot expires at %d", exp)
+			}
+			if tc.fail != nil {
+				for _, sk := range []string{"10.5", "20.5"} {
+					if exp, ok := expiry(db, events, st, sk); ok {
+						t.Fatalf("snapshot %s stamped (%d) though every stamp failed", sk, exp)
+					}
+				}
+				if tc.want == nil {
+					return
+				}
+				// The failed call did not mark the range clean: the next one stamps it.
+				if err := plain.DeleteSnapshots(ctx, st, 30); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now().Unix()
+			for _, sk := range []string{"10.5", "20.5"} {
+				exp, ok := expiry(db, events, st, sk)
+				if !ok || exp <= now || exp > now+int64(tc.stampers)*3600+60 {
+					t.Fatalf("snapshot %s: expiresAt %d (set %v), want within the stampers' TTLs", sk, exp, ok)
+				}
+			}
+		})
+	}
+}
