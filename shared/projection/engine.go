@@ -184,13 +184,33 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			outcome = Duplicate
 		}
 		if unpark {
-			if err := tx.Delete(ctx, parkedCollection(p.Name()), st.Key()); err != nil {
+			held, err := en.unparkIn(ctx, tx, p, st, g.Version)
+			if err != nil {
 				return err
+			}
+			if held {
+				outcome = Blocked
 			}
 		}
 		return en.putGuard(ctx, tx, p, st, g, applied)
 	})
 	return outcome, err
+}
+
+// unparkIn deletes the stream's dead letter inside tx once the events up to applied are
+// in, unless the dead letter holds a later event (parked meanwhile by another process):
+// then it stays, and held reports it. Reading it makes the delete conditional on it
+// being unchanged at commit.
+func (en *Engine) unparkIn(ctx context.Context, tx docstore.Tx, p Projection, st eventstore.Stream, applied int64) (held bool, err error) {
+	var dl DeadLetter
+	parked, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl)
+	if err != nil || !parked {
+		return false, err
+	}
+	if dl.Version > applied {
+		return true, nil
+	}
+	return false, tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
 }
 
 func (en *Engine) putGuard(ctx context.Context, tx docstore.Tx, p Projection, st eventstore.Stream, g guard, applied int) error {
@@ -504,9 +524,11 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 			return Applied, &applyError{event: e, err: err}
 		}
 		final := unpark && i == len(events)-1
+		held := false
 		err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
 			if final {
-				if err := tx.Delete(ctx, parkedCollection(r.Name()), st.Key()); err != nil {
+				var err error
+				if held, err = en.unparkIn(ctx, tx, r, st, e.Version); err != nil {
 					return err
 				}
 			}
@@ -522,15 +544,23 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 		if err != nil {
 			return Applied, err
 		}
+		if held {
+			return Blocked, nil
+		}
 		unparked = unparked || final
 		g = e.Version
 		applied++
 	}
 	if unpark && !unparked {
-		if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
-			return tx.Delete(ctx, parkedCollection(r.Name()), st.Key())
+		held := false
+		if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) (err error) {
+			held, err = en.unparkIn(ctx, tx, r, st, g)
+			return err
 		}); err != nil {
 			return Applied, err
+		}
+		if held {
+			return Blocked, nil
 		}
 	}
 	if applied == 0 {
