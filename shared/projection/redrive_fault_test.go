@@ -28,6 +28,9 @@ type faultDocs struct {
 	failAfterUnpark bool
 	// onUnpark runs inside the deleting transaction (appends an event "meanwhile").
 	onUnpark func()
+	// parkedLater makes a transaction read the dead letter as another process had
+	// just moved it on to a later event.
+	parkedLater int64
 	armed    bool // the next call fails
 	fired    bool
 }
@@ -56,7 +59,15 @@ func (d *faultDocs) Update(ctx context.Context, fn func(context.Context, docstor
 	unparked := false
 	err := d.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		unparked = false
-		if err := fn(ctx, &faultTx{Tx: tx, deleted: &unparked}); err != nil {
+		d.mu.Lock()
+		later := d.parkedLater
+		d.mu.Unlock()
+		if later > 0 {
+			d.mu.Lock()
+			d.fired = true
+			d.mu.Unlock()
+		}
+		if err := fn(ctx, &faultTx{Tx: tx, deleted: &unparked, parkedLater: later}); err != nil {
 			return err
 		}
 		if unparked {
@@ -85,7 +96,16 @@ func (d *faultDocs) Update(ctx context.Context, fn func(context.Context, docstor
 
 type faultTx struct {
 	docstore.Tx
-	deleted *bool
+	deleted     *bool
+	parkedLater int64
+}
+
+func (t *faultTx) Get(ctx context.Context, c, k string, dst any) (bool, error) {
+	ok, err := t.Tx.Get(ctx, c, k, dst)
+	if dl, isDL := dst.(*projection.DeadLetter); ok && isDL && t.parkedLater > 0 {
+		dl.Version = t.parkedLater
+	}
+	return ok, err
 }
 
 func (t *faultTx) Delete(ctx context.Context, c, k string) error {
@@ -116,6 +136,7 @@ func TestRedriveNeverLosesADeadLetter(t *testing.T) {
 				f.proj.mu.Unlock()
 			}
 		}, 4, "108"},
+		{"another process parked a later event meanwhile", func(d *faultDocs, _ *fixture) { d.parkedLater = 99 }, 2, "103"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
@@ -154,6 +175,9 @@ func TestRedriveNeverLosesADeadLetter(t *testing.T) {
 				t.Fatalf("dead letters after the failed redrive: %+v, %v (redrive err %v)", dls, lerr, err)
 			}
 
+			docs.mu.Lock()
+			docs.parkedLater = 0
+			docs.mu.Unlock()
 			f.proj.broken.Store(false)
 			res, err := f.engine.Redrive(bg)
 			if err != nil || res.Redriven != 1 || len(res.Remaining) != 0 {
