@@ -31,8 +31,8 @@ type faultDocs struct {
 	// parkedLater makes a transaction read the dead letter as another process had
 	// just moved it on to a later event.
 	parkedLater int64
-	armed    bool // the next call fails
-	fired    bool
+	armed       bool // the next call fails
+	fired       bool
 }
 
 func (d *faultDocs) trip() error {
