@@ -118,6 +118,12 @@ dist/%.zip: FORCE
 
 # `sam build` calls build-<LogicalId> (Metadata BuildMethod: makefile) in the function's
 # CodeUri, which is the repository root, with ARTIFACTS_DIR set to the function's output.
+# SagaRedriveFunction is functions/redrive deployed a second time (REDRIVE_SCOPE=sagas, on
+# the saga's dead-letter queue, with a role that may append events).
+build-SagaRedriveFunction:
+	@test -n "$(ARTIFACTS_DIR)" || (echo "build-SagaRedriveFunction is run by sam build, which sets ARTIFACTS_DIR"; exit 1)
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/redrive
+
 build-%Function:
 	@test -n "$(ARTIFACTS_DIR)" || (echo "build-$*Function is run by sam build, which sets ARTIFACTS_DIR"; exit 1)
 	@test -f functions/$(shell echo $* | tr A-Z a-z)/main.go || \

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,14 +70,61 @@ func environment(t testing.TB) []string {
 	t.Helper()
 	ddb, sqsEP := emulator.DynamoDB(t), emulator.SQS(t)
 	s := fmt.Sprint(time.Now().UnixNano())
-	n := infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "dlq-" + s + "-archive"}
-	url, err := infra.Ensure(context.Background(), emulator.DynamoDBClient(ddb), emulator.SQSClient(sqsEP), n)
+	n := infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "dlq-" + s + "-archive",
+		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-dlq-" + s + "-archive"}
+	urls, err := infra.Ensure(context.Background(), emulator.DynamoDBClient(ddb), emulator.SQSClient(sqsEP), n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return []string{"AWS_ENDPOINT_URL_DYNAMODB=" + string(ddb), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS=" + string(ddb),
 		"AWS_ENDPOINT_URL_SQS=" + string(sqsEP), "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local",
-		"EVENTS_TABLE=" + n.EventsTable, "READMODEL_TABLE=" + n.ReadModelTable, "DLQ_URL=" + url, "DLQ_NAME=" + n.DLQ}
+		"EVENTS_TABLE=" + n.EventsTable, "READMODEL_TABLE=" + n.ReadModelTable, "DLQ_URL=" + urls.DLQ, "DLQ_NAME=" + n.DLQ,
+		"SAGA_DLQ_URL=" + urls.SagaDLQ, "SAGA_DLQ_NAME=" + n.SagaDLQ}
+}
+
+// deployment is one Lambda of template.yaml: a function directory and the configuration
+// the template gives it. A function deployed more than once runs under each of its
+// configurations, each with its own sample event (<name>/event.<variant>.json) and
+// golden answer (<name>/testdata/response.<variant>.golden.json).
+type deployment struct {
+	name, variant string
+	env           []string
+}
+
+// configured are the functions template.yaml deploys with a configuration of their own:
+// the redrive, once per dead-letter queue (RedriveFunction on the read models' queue,
+// SagaRedriveFunction on the saga's, whose role alone may append events).
+var configured = map[string][]deployment{
+	"redrive": {{variant: "", env: []string{"REDRIVE_SCOPE=read-models"}}, {variant: "saga", env: []string{"REDRIVE_SCOPE=sagas"}}},
+}
+
+func deployments(t testing.TB) []deployment {
+	var out []deployment
+	for _, name := range lambdas(t) {
+		ds, ok := configured[name]
+		if !ok {
+			ds = []deployment{{}}
+		}
+		for _, d := range ds {
+			d.name = name
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (d deployment) String() string {
+	if d.variant == "" {
+		return d.name
+	}
+	return d.name + "." + d.variant
+}
+
+func (d deployment) files() (event, golden string) {
+	if d.variant == "" {
+		return filepath.Join(d.name, "event.json"), filepath.Join(d.name, "testdata", "response.golden.json")
+	}
+	return filepath.Join(d.name, "event."+d.variant+".json"), filepath.Join(d.name, "testdata", "response."+d.variant+".golden.json")
 }
 
 var volatile = []struct {
@@ -110,10 +158,17 @@ func shape(raw []byte) string {
 }
 
 func TestFunctionsUnderLambdaRuntime(t *testing.T) {
-	env := environment(t)
-	for _, name := range lambdas(t) {
+	base := environment(t)
+	bins := map[string]string{}
+	for _, d := range deployments(t) {
+		name := d.String()
+		env := append(slices.Clone(base), d.env...)
+		bin, ok := bins[d.name]
+		if !ok {
+			bin = build(t, d.name) // in the parent's temporary directory: shared by the variants
+			bins[d.name] = bin
+		}
 		t.Run(name, func(t *testing.T) {
-			bin := build(t, name)
 			info, err := os.Stat(bin)
 			if err != nil {
 				t.Fatal(err)
@@ -121,16 +176,17 @@ func TestFunctionsUnderLambdaRuntime(t *testing.T) {
 			if info.Size() > MaxBinaryBytes {
 				t.Errorf("%s binary is %d bytes, budget %d", name, info.Size(), MaxBinaryBytes)
 			}
-			payload, err := os.ReadFile(filepath.Join(name, "event.json"))
+			eventFile, goldenFile := d.files()
+			payload, err := os.ReadFile(eventFile)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := os.ReadFile(filepath.Join(name, "testdata", "response.golden.json"))
+			want, err := os.ReadFile(goldenFile)
 			if err != nil {
 				t.Fatal(err)
 			}
 			rt := lambdatest.Start(t)
-			rt.FunctionName = "ecm-" + name
+			rt.FunctionName = "ecm-" + strings.ReplaceAll(name, ".", "-")
 			rt.Launch(t, bin, env...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

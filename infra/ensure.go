@@ -14,45 +14,64 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// Names are the resource names of one deployment.
+// Names are the resource names of one deployment: the tables, the read models'
+// dead-letter queue and the saga's, each with its archive.
 type Names struct {
-	EventsTable, ReadModelTable, DLQ, DLQArchive string
+	EventsTable, ReadModelTable, DLQ, DLQArchive, SagaDLQ, SagaDLQArchive string
 }
 
 // DefaultNames are the names used when nothing is configured.
 func DefaultNames() Names {
-	return Names{DefaultEventsTable, DefaultReadModelTable, DefaultDLQName, DefaultDLQArchiveName}
+	return Names{DefaultEventsTable, DefaultReadModelTable, DefaultDLQName, DefaultDLQArchiveName,
+		DefaultSagaDLQName, DefaultSagaDLQArchiveName}
 }
 
+// QueueURLs are the URLs of the two dead-letter queues.
+type QueueURLs struct{ DLQ, SagaDLQ string }
+
 // Ensure creates whatever table or queue is missing, waits until the tables are ACTIVE,
-// turns TTL on, and returns the dead-letter queue's URL. It changes nothing that exists,
+// turns TTL on, and returns the dead-letter queues' URLs. It changes nothing that exists,
 // so running it again, or from several processes at once, is harmless; an existing table
 // whose keys, indexes or stream differ from the definition is an error rather than a
 // surprise later. Only for emulators and LocalStack: on AWS, template.yaml owns the
 // resources.
-func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (string, error) {
+func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (QueueURLs, error) {
+	var urls QueueURLs
+	if n.DLQ == "" || n.DLQArchive == "" || n.SagaDLQ == "" || n.SagaDLQArchive == "" {
+		return urls, fmt.Errorf("infra: every queue needs a name: %+v", n)
+	}
 	for _, in := range []*dynamodb.CreateTableInput{EventsTable(n.EventsTable), ReadModelTable(n.ReadModelTable)} {
 		if err := ensureTable(ctx, db, in); err != nil {
-			return "", err
+			return urls, err
 		}
 	}
 	// Idempotency records expire from the read-model table, snapshots from the events
 	// table (events carry no expiresAt and never expire).
 	for _, table := range []string{n.ReadModelTable, n.EventsTable} {
 		if err := ensureTTL(ctx, db, table); err != nil {
-			return "", err
+			return urls, err
 		}
 	}
-	archiveURL, err := ensureQueue(ctx, q, DLQArchiveQueue(n.DLQArchive))
+	var err error
+	if urls.DLQ, err = ensureDLQ(ctx, q, n.DLQ, n.DLQArchive); err != nil {
+		return urls, err
+	}
+	urls.SagaDLQ, err = ensureDLQ(ctx, q, n.SagaDLQ, n.SagaDLQArchive)
+	return urls, err
+}
+
+// ensureDLQ creates a dead-letter queue and, first, the archive its redrive policy names.
+func ensureDLQ(ctx context.Context, q *sqs.Client, name, archive string) (string, error) {
+	archiveURL, err := ensureQueue(ctx, q, DLQArchiveQueue(archive))
 	if err != nil {
 		return "", err
 	}
 	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(archiveURL),
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	if err != nil {
-		return "", fmt.Errorf("queue %s: %w", n.DLQArchive, err)
+		return "", fmt.Errorf("queue %s: %w", archive, err)
 	}
-	return ensureQueue(ctx, q, DLQQueue(n.DLQ, attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]))
+	return ensureQueue(ctx, q, DLQQueue(name, attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]))
 }
 
 func ensureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTableInput) error {

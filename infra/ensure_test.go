@@ -22,7 +22,8 @@ func TestMain(m *testing.M) { emulator.Main(m) }
 
 func testNames() infra.Names {
 	s := fmt.Sprint(time.Now().UnixNano())
-	return infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "arc-" + s}
+	return infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "arc-" + s,
+		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-arc-" + s}
 }
 
 // snapshot is what Ensure could change: tables (with their TTL) and queue attributes.
@@ -48,7 +49,7 @@ func observe(t *testing.T, db *dynamodb.Client, q *sqs.Client, n infra.Names) sn
 			d.Table.CreationDateTime.UnixNano(), aws.ToString(d.Table.LatestStreamArn), len(d.Table.GlobalSecondaryIndexes),
 			ttl.TimeToLiveDescription.TimeToLiveStatus, aws.ToString(ttl.TimeToLiveDescription.AttributeName))
 	}
-	for _, name := range []string{n.DLQ, n.DLQArchive} {
+	for _, name := range []string{n.DLQ, n.DLQArchive, n.SagaDLQ, n.SagaDLQArchive} {
 		u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 		if err != nil {
 			t.Fatal(err)
@@ -87,19 +88,21 @@ func TestEnsureCreatesOnceAndIsIdempotent(t *testing.T) {
 	if err != nil || desc.Table.StreamSpecification.StreamViewType != types.StreamViewTypeNewImage {
 		t.Errorf("events stream: %+v %v", desc.Table.StreamSpecification, err)
 	}
-	dlq, archive := first.queues[n.DLQ], first.queues[n.DLQArchive]
-	for name, want := range map[string]map[string]string{
-		n.DLQArchive: infra.DLQArchiveQueue(n.DLQArchive).Attributes,
-		n.DLQ:        infra.DLQQueue(n.DLQ, archive["QueueArn"]).Attributes,
-	} {
-		for k, v := range want {
-			if got := first.queues[name][k]; got != v && !(k == "RedrivePolicy" && sameJSONish(got, v)) {
-				t.Errorf("queue %s: %s = %q, want %q", name, k, got, v)
+	for _, pair := range []struct{ queue, archive, url string }{{n.DLQ, n.DLQArchive, url1.DLQ}, {n.SagaDLQ, n.SagaDLQArchive, url1.SagaDLQ}} {
+		dlq, archive := first.queues[pair.queue], first.queues[pair.archive]
+		for name, want := range map[string]map[string]string{
+			pair.archive: infra.DLQArchiveQueue(pair.archive).Attributes,
+			pair.queue:   infra.DLQQueue(pair.queue, archive["QueueArn"]).Attributes,
+		} {
+			for k, v := range want {
+				if got := first.queues[name][k]; got != v && !(k == "RedrivePolicy" && sameJSONish(got, v)) {
+					t.Errorf("queue %s: %s = %q, want %q", name, k, got, v)
+				}
 			}
 		}
-	}
-	if !strings.Contains(dlq["RedrivePolicy"], archive["QueueArn"]) || !strings.Contains(url1, n.DLQ) {
-		t.Errorf("dead-letter queue %s: %v", url1, dlq)
+		if !strings.Contains(dlq["RedrivePolicy"], archive["QueueArn"]) || !strings.HasSuffix(pair.url, "/"+pair.queue) {
+			t.Errorf("dead-letter queue %s: %v", pair.url, dlq)
+		}
 	}
 
 	url2, err := infra.Ensure(ctx, db, q, n)

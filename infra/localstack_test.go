@@ -104,8 +104,10 @@ func TestLocalStackResourcesMatchInfra(t *testing.T) {
 		"tables/readmodels.json": ReadModelTable(DefaultReadModelTable),
 	}
 	queues := map[string]*sqs.CreateQueueInput{
-		"queues/dead-letters-archive.json": DLQArchiveQueue(DefaultDLQArchiveName),
-		"queues/dead-letters.json":         DLQQueue(DefaultDLQName, localStackQueueArn(DefaultDLQArchiveName)),
+		"queues/dead-letters-archive.json":      DLQArchiveQueue(DefaultDLQArchiveName),
+		"queues/dead-letters.json":              DLQQueue(DefaultDLQName, localStackQueueArn(DefaultDLQArchiveName)),
+		"queues/saga-dead-letters-archive.json": DLQArchiveQueue(DefaultSagaDLQArchiveName),
+		"queues/saga-dead-letters.json":         DLQQueue(DefaultSagaDLQName, localStackQueueArn(DefaultSagaDLQArchiveName)),
 	}
 	if *update {
 		for file, in := range tables {
@@ -152,13 +154,16 @@ func TestLocalStackHookUsesTheDefinitions(t *testing.T) {
 	}
 	text := string(hook)
 	for _, want := range []string{"tables/events.json", "tables/readmodels.json", "queues/dead-letters-archive.json",
-		"queues/dead-letters.json", AttrExpiresAt, DefaultEventsTable, DefaultReadModelTable} {
+		"queues/dead-letters.json", "queues/saga-dead-letters-archive.json", "queues/saga-dead-letters.json",
+		AttrExpiresAt, DefaultEventsTable, DefaultReadModelTable} {
 		if !strings.Contains(text, want) {
 			t.Errorf("10-resources.sh does not mention %s", want)
 		}
 	}
-	if strings.Index(text, "queues/dead-letters-archive.json") > strings.Index(text, "queues/dead-letters.json") {
-		t.Error("10-resources.sh creates the dead-letter queue before its redrive target")
+	for _, q := range []string{"queues/dead-letters", "queues/saga-dead-letters"} {
+		if strings.Index(text, q+"-archive.json") > strings.Index(text, q+".json") {
+			t.Errorf("10-resources.sh creates %s before its redrive target", q)
+		}
 	}
 	if fi, err := os.Stat(filepath.Join(localstackInit, "ready.d", "10-resources.sh")); err != nil || fi.Mode()&0o111 == 0 {
 		t.Errorf("10-resources.sh must be executable for LocalStack to run it: %v", err)
@@ -186,8 +191,10 @@ func TestTemplateQueuesMatchInfra(t *testing.T) {
 		t.Fatal(err)
 	}
 	for logical, want := range map[string]*sqs.CreateQueueInput{
-		"DeadLetterQueue":        DLQQueue(DefaultDLQName, "ignored"),
-		"DeadLetterArchiveQueue": DLQArchiveQueue(DefaultDLQArchiveName),
+		"DeadLetterQueue":            DLQQueue(DefaultDLQName, "ignored"),
+		"DeadLetterArchiveQueue":     DLQArchiveQueue(DefaultDLQArchiveName),
+		"SagaDeadLetterQueue":        DLQQueue(DefaultSagaDLQName, "ignored"),
+		"SagaDeadLetterArchiveQueue": DLQArchiveQueue(DefaultSagaDLQArchiveName),
 	} {
 		res, ok := tpl.Resources[logical]
 		if !ok || res.Type != "AWS::SQS::Queue" {

@@ -8,9 +8,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
-// The dead-letter queue and its archive, as template.yaml declares them (a test in this
-// package compares the two). A message the redrive function fails on DLQMaxReceiveCount
-// times moves on to the archive, out of the way of the others.
+// The dead-letter queues (the read models' and the saga's) and their archives, as
+// template.yaml declares them (a test in this package compares the two). A message the
+// redrive function fails on DLQMaxReceiveCount times moves on to the archive, out of the
+// way of the others. Both pairs share these definitions.
 const (
 	DLQRetentionSeconds = 1209600 // 14 days, the SQS maximum
 	DLQMaxReceiveCount  = 5

@@ -10,12 +10,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Default resource names (overridden by EVENTS_TABLE, READMODEL_TABLE, DLQ_NAME).
+// Default resource names (overridden by EVENTS_TABLE, READMODEL_TABLE, DLQ_NAME,
+// SAGA_DLQ_NAME).
 const (
 	DefaultEventsTable    = "ecm-events"
 	DefaultReadModelTable = "ecm-readmodels"
 	DefaultDLQName        = "ecm-dead-letters"
 	DefaultDLQArchiveName = "ecm-dead-letters-archive"
+	// The saga's dead letters have their own queue, consumed by a redrive whose role may
+	// append events (a redriven saga step issues commands); the read models' redrive may
+	// not (SAGA_DLQ_NAME overrides the name).
+	DefaultSagaDLQName        = "ecm-saga-dead-letters"
+	DefaultSagaDLQArchiveName = "ecm-saga-dead-letters-archive"
 )
 
 // Attribute and index names of the events table.

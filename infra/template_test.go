@@ -167,8 +167,16 @@ func num(v any) (float64, bool) {
 	return 0, false
 }
 
+// sharedCode are the functions built from another function's main package (the
+// Makefile has an explicit build-<LogicalId> rule for each): the saga's redrive is the
+// redrive binary with REDRIVE_SCOPE=sagas.
+var sharedCode = map[string]string{"SagaRedriveFunction": "functions/redrive"}
+
 // fnDir is the main package a function is built from: ApiFunction → functions/api.
 func fnDir(fn string) string {
+	if dir, ok := sharedCode[fn]; ok {
+		return filepath.FromSlash(dir)
+	}
 	return filepath.Join("functions", strings.ToLower(strings.TrimSuffix(fn, "Function")))
 }
 
@@ -183,6 +191,7 @@ var checks = []check{
 	{"iam", checkIAM},
 	{"mappings", checkMappings},
 	{"queue", checkQueue},
+	{"deadletters", checkDeadLetters},
 	{"alarms", checkAlarms},
 	{"tables", checkTables},
 }
@@ -201,7 +210,7 @@ func TestTemplate(t *testing.T) {
 // ---------------------------------------------------------------- code
 
 // wantFunctions are the Lambdas the product deploys.
-var wantFunctions = []string{"ApiFunction", "ProjectorFunction", "RedriveFunction", "SagaFunction"}
+var wantFunctions = []string{"ApiFunction", "ProjectorFunction", "RedriveFunction", "SagaFunction", "SagaRedriveFunction"}
 
 // SAM's makefile build method runs `make build-<LogicalId>` with ARTIFACTS_DIR in the
 // function's CodeUri, where it expects the Makefile: CodeUri is the root for every
@@ -310,6 +319,8 @@ func classify(r string) string {
 		return "readmodel"
 	case "GetAtt:DeadLetterQueue.Arn":
 		return "dlq"
+	case "GetAtt:SagaDeadLetterQueue.Arn":
+		return "saga-dlq"
 	case "*":
 		return "*"
 	}
@@ -327,6 +338,10 @@ var (
 	neverOnEvents = []string{"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
 		"dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive"}
 	xray = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+	// What writes an event: a TransactWriteItems is authorised per item as these.
+	appendOnly = []string{"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert"}
+	consume    = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}
+	redrive    = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage"}
 )
 
 type rule struct {
@@ -339,13 +354,22 @@ type rule struct {
 var forbidden = []rule{
 	{"*", "events", neverOnEvents},
 	{"*", "events-index", neverOnEvents},
-	{"ProjectorFunction", "events", []string{"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert"}},
-	// Requests never read the stream; only the redrive consumes the queue.
+	// The read models' side never writes events: the projector, and the redrive of the
+	// read models' queue (a saga dead letter there is refused, not run).
+	{"ProjectorFunction", "events", appendOnly},
+	{"RedriveFunction", "events", appendOnly},
+	// Requests never read the stream; only each queue's redrive consumes it.
 	{"ApiFunction", "events-stream", []string{"dynamodb:GetRecords", "dynamodb:GetShardIterator"}},
-	{"ApiFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
-	{"ProjectorFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
-	{"SagaFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}},
+	{"ApiFunction", "dlq", consume},
+	{"ApiFunction", "saga-dlq", consume},
+	{"ProjectorFunction", "dlq", consume},
+	{"ProjectorFunction", "saga-dlq", append(consume, "sqs:SendMessage")},
+	{"SagaFunction", "dlq", append(consume, "sqs:SendMessage")},
+	{"SagaFunction", "saga-dlq", consume},
+	{"RedriveFunction", "saga-dlq", append(consume, "sqs:SendMessage")},
+	{"SagaRedriveFunction", "dlq", append(consume, "sqs:SendMessage")},
 	{"*", "dlq", []string{"sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes"}},
+	{"*", "saga-dlq", []string{"sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes"}},
 }
 
 // required: what the code calls (shared/eventstore/dynamostore, shared/ddbstream) and
@@ -357,18 +381,26 @@ var required = []rule{
 	{"*", "readmodel", readModelRW},
 	{"ApiFunction", "events", appendEvents},
 	{"ApiFunction", "events-index", []string{"dynamodb:Query"}},
+	// The API's rebuilds and redrives run every projection, the saga included, and park
+	// in both queues.
 	{"ApiFunction", "dlq", []string{"sqs:SendMessage"}},
+	{"ApiFunction", "saga-dlq", []string{"sqs:SendMessage"}},
 	{"ProjectorFunction", "events-stream", streamRead},
 	{"ProjectorFunction", "events", []string{"dynamodb:GetItem", "dynamodb:Query"}},
 	{"ProjectorFunction", "dlq", []string{"sqs:SendMessage"}},
 	{"SagaFunction", "events-stream", streamRead},
 	{"SagaFunction", "events", appendEvents},
 	{"SagaFunction", "events-index", []string{"dynamodb:Query"}},
-	{"SagaFunction", "dlq", []string{"sqs:SendMessage"}},
-	{"RedriveFunction", "dlq", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage"}},
+	{"SagaFunction", "saga-dlq", []string{"sqs:SendMessage"}},
+	{"RedriveFunction", "dlq", redrive},
 	{"RedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
-	{"RedriveFunction", "events", appendEvents},
+	{"RedriveFunction", "events", []string{"dynamodb:GetItem", "dynamodb:Query"}},
 	{"RedriveFunction", "events-index", []string{"dynamodb:Query"}},
+	// A redriven saga step issues commands: the saga's redrive appends as the saga does.
+	{"SagaRedriveFunction", "saga-dlq", redrive},
+	{"SagaRedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
+	{"SagaRedriveFunction", "events", appendEvents},
+	{"SagaRedriveFunction", "events-index", []string{"dynamodb:Query"}},
 }
 
 // actionMatches reports whether an IAM action pattern (case-insensitive, * and ?) covers
@@ -495,8 +527,17 @@ func (s *stack) logGroupOf(fn string, p *[]string) string {
 
 // ---------------------------------------------------------------- mappings
 
-// streamConsumers are the functions on the events stream; the redrive is on the queue.
-var streamConsumers = []string{"ProjectorFunction", "SagaFunction"}
+// streamConsumers are the functions on the events stream, each with the dead-letter
+// queue its mapping hands what it gives up on to (the saga's to its own, so only the
+// redrive allowed to append re-runs it).
+var streamConsumers = map[string]string{"ProjectorFunction": "DeadLetterQueue", "SagaFunction": "SagaDeadLetterQueue"}
+
+// deadLetterQueues are the dead-letter queues with the function that consumes each and
+// the REDRIVE_SCOPE it must run with; each has its archive.
+var deadLetterQueues = []struct{ queue, archive, consumer, scope string }{
+	{"DeadLetterQueue", "DeadLetterArchiveQueue", "RedriveFunction", "read-models"},
+	{"SagaDeadLetterQueue", "SagaDeadLetterArchiveQueue", "SagaRedriveFunction", "sagas"},
+}
 
 // Stream mappings keep each aggregate in order (one batch per shard), split a failing
 // batch to isolate the poison record, checkpoint at the first failed record, give up after
@@ -507,7 +548,8 @@ func checkMappings(s *stack) []string {
 	for _, fn := range s.functions() {
 		evs := s.events(fn, "DynamoDB")
 		want := 0
-		if slices.Contains(streamConsumers, fn) {
+		onFailure, isConsumer := streamConsumers[fn]
+		if isConsumer {
 			want = 1
 		}
 		if len(evs) != want {
@@ -527,7 +569,7 @@ func checkMappings(s *stack) []string {
 				{"ReportBatchItemFailures", slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures")},
 				{"finite MaximumRetryAttempts (0–10)", rok && retries >= 0 && retries <= 10},
 				{"MaximumRecordAgeInSeconds in [60, 86400)", aok && age >= 60 && age < 86400},
-				{"OnFailure destination is the dead-letter queue", dig(props, "DestinationConfig", "OnFailure", "Destination") == "GetAtt:DeadLetterQueue.Arn"},
+				{"OnFailure destination is " + onFailure, dig(props, "DestinationConfig", "OnFailure", "Destination") == "GetAtt:"+onFailure+".Arn"},
 				{"BatchSize set", dig(props, "BatchSize") != nil},
 			} {
 				if !c.ok {
@@ -536,13 +578,18 @@ func checkMappings(s *stack) []string {
 			}
 		}
 	}
-	q := s.events("RedriveFunction", "SQS")
-	if len(q) != 1 {
-		p = append(p, fmt.Sprintf("RedriveFunction: %d SQS sources, want the dead-letter queue", len(q)))
-	}
-	for ev, props := range q {
-		if dig(props, "Queue") != "GetAtt:DeadLetterQueue.Arn" || !slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures") {
-			p = append(p, fmt.Sprintf("RedriveFunction %s: want the dead-letter queue with ReportBatchItemFailures: %v", ev, props))
+	for _, d := range deadLetterQueues {
+		q := s.events(d.consumer, "SQS")
+		if len(q) != 1 {
+			p = append(p, fmt.Sprintf("%s: %d SQS sources, want %s", d.consumer, len(q), d.queue))
+		}
+		for ev, props := range q {
+			if dig(props, "Queue") != "GetAtt:"+d.queue+".Arn" || !slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures") {
+				p = append(p, fmt.Sprintf("%s %s: want %s with ReportBatchItemFailures: %v", d.consumer, ev, d.queue, props))
+			}
+		}
+		if scope := dig(s.res[d.consumer], "Properties", "Environment", "Variables", "REDRIVE_SCOPE"); scope != d.scope {
+			p = append(p, fmt.Sprintf("%s: REDRIVE_SCOPE %v, want %s (the projections of %s, which its role can run)", d.consumer, scope, d.scope, d.queue))
 		}
 	}
 	return p
@@ -555,27 +602,78 @@ func checkMappings(s *stack) []string {
 // being redriven for six times the redrive timeout (AWS's advice for SQS event sources).
 func checkQueue(s *stack) []string {
 	var p []string
-	for _, q := range []string{"DeadLetterQueue", "DeadLetterArchiveQueue"} {
-		props := dig(s.res[q], "Properties")
-		if s.res[q]["Type"] != "AWS::SQS::Queue" {
-			p = append(p, "no queue "+q)
-			continue
+	for _, d := range deadLetterQueues {
+		for _, q := range []string{d.queue, d.archive} {
+			props := dig(s.res[q], "Properties")
+			if s.res[q]["Type"] != "AWS::SQS::Queue" {
+				p = append(p, "no queue "+q)
+				continue
+			}
+			if dig(props, "SqsManagedSseEnabled") != true && dig(props, "KmsMasterKeyId") == nil {
+				p = append(p, q+": not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+			}
+			if r, _ := num(dig(props, "MessageRetentionPeriod")); r != infra.DLQRetentionSeconds {
+				p = append(p, fmt.Sprintf("%s: MessageRetentionPeriod %v, want %d (14 days)", q, r, infra.DLQRetentionSeconds))
+			}
 		}
-		if dig(props, "SqsManagedSseEnabled") != true && dig(props, "KmsMasterKeyId") == nil {
-			p = append(p, q+": not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+		rp := dig(s.res[d.queue], "Properties", "RedrivePolicy")
+		if n, _ := num(dig(rp, "maxReceiveCount")); dig(rp, "deadLetterTargetArn") != "GetAtt:"+d.archive+".Arn" || n != infra.DLQMaxReceiveCount {
+			p = append(p, fmt.Sprintf("%s: RedrivePolicy %v, want %s after %d receives", d.queue, rp, d.archive, infra.DLQMaxReceiveCount))
 		}
-		if r, _ := num(dig(props, "MessageRetentionPeriod")); r != infra.DLQRetentionSeconds {
-			p = append(p, fmt.Sprintf("%s: MessageRetentionPeriod %v, want %d (14 days)", q, r, infra.DLQRetentionSeconds))
+		vis, _ := num(dig(s.res[d.queue], "Properties", "VisibilityTimeout"))
+		timeout, _ := num(s.prop(d.consumer, "Timeout"))
+		if timeout == 0 || vis < 6*timeout {
+			p = append(p, fmt.Sprintf("%s: VisibilityTimeout %v, want at least 6 × %s's timeout (%v)", d.queue, vis, d.consumer, timeout))
 		}
 	}
-	rp := dig(s.res["DeadLetterQueue"], "Properties", "RedrivePolicy")
-	if n, _ := num(dig(rp, "maxReceiveCount")); dig(rp, "deadLetterTargetArn") != "GetAtt:DeadLetterArchiveQueue.Arn" || n != infra.DLQMaxReceiveCount {
-		p = append(p, fmt.Sprintf("DeadLetterQueue: RedrivePolicy %v, want the archive after %d receives", rp, infra.DLQMaxReceiveCount))
+	return p
+}
+
+// ---------------------------------------------------------------- dead letters
+
+// Every queue in the template is a dead-letter queue or the archive behind one. Every
+// dead-letter queue has exactly one consumer (a redrive, with partial batch responses),
+// and every queue, archives included, has an alarm on messages present: an archived
+// message is one the redrive gave up on, which only an operator can resolve. Archives
+// have no consumer: that is what keeps a message that keeps failing out of the way.
+func checkDeadLetters(s *stack) []string {
+	var p []string
+	archives := map[string]bool{}
+	for _, q := range s.ofType("AWS::SQS::Queue") {
+		if t, ok := dig(s.res[q], "Properties", "RedrivePolicy", "deadLetterTargetArn").(string); ok {
+			archives[strings.TrimSuffix(strings.TrimPrefix(t, "GetAtt:"), ".Arn")] = true
+		}
 	}
-	vis, _ := num(dig(s.res["DeadLetterQueue"], "Properties", "VisibilityTimeout"))
-	timeout, _ := num(s.prop("RedriveFunction", "Timeout"))
-	if timeout == 0 || vis < 6*timeout {
-		p = append(p, fmt.Sprintf("DeadLetterQueue: VisibilityTimeout %v, want at least 6 × the redrive timeout (%v)", vis, timeout))
+	consumers := map[string][]string{} // queue → functions with an SQS source on it
+	for _, fn := range s.functions() {
+		for _, props := range s.events(fn, "SQS") {
+			q := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprint(dig(props, "Queue")), "GetAtt:"), ".Arn")
+			consumers[q] = append(consumers[q], fn)
+		}
+	}
+	alarmed := map[string]bool{}
+	for _, name := range s.ofType("AWS::CloudWatch::Alarm") {
+		props := dig(s.res[name], "Properties")
+		dims := strs2(dig(props, "Dimensions"))
+		th, _ := num(dig(props, "Threshold"))
+		if dig(props, "Namespace") == "AWS/SQS" && dig(props, "MetricName") == "ApproximateNumberOfMessagesVisible" &&
+			dig(props, "ComparisonOperator") == "GreaterThanThreshold" && th == 0 && len(dims) == 1 && dig(dims[0], "Name") == "QueueName" {
+			q := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprint(dig(dims[0], "Value")), "GetAtt:"), ".QueueName")
+			alarmed[q] = slices.Contains(strs(dig(props, "AlarmActions")), "Ref:AlarmTopic")
+		}
+	}
+	for _, q := range s.ofType("AWS::SQS::Queue") {
+		if !alarmed[q] {
+			p = append(p, q+": no alarm on messages present (ApproximateNumberOfMessagesVisible > 0, notifying AlarmTopic)")
+		}
+		switch {
+		case archives[q] && len(consumers[q]) > 0:
+			p = append(p, fmt.Sprintf("%s is an archive but %v consume it", q, consumers[q]))
+		case !archives[q] && len(consumers[q]) != 1:
+			p = append(p, fmt.Sprintf("dead-letter queue %s: consumers %v, want exactly one redrive", q, consumers[q]))
+		case !archives[q] && dig(s.res[q], "Properties", "RedrivePolicy") == nil:
+			p = append(p, fmt.Sprintf("dead-letter queue %s: no archive for what its redrive keeps failing on", q))
+		}
 	}
 	return p
 }
@@ -613,10 +711,12 @@ func checkAlarms(s *stack) []string {
 			p = append(p, "no alarm: "+what)
 		}
 	}
-	has("dead-letter queue depth > 0", func(a alarm) bool {
-		return a.namespace == "AWS/SQS" && a.metric == "ApproximateNumberOfMessagesVisible" && a.dim == "QueueName=GetAtt:DeadLetterQueue.QueueName" &&
-			a.op == "GreaterThanThreshold" && a.threshold == 0
-	})
+	for _, d := range deadLetterQueues {
+		has(d.queue+" depth > 0", func(a alarm) bool {
+			return a.namespace == "AWS/SQS" && a.metric == "ApproximateNumberOfMessagesVisible" && a.dim == "QueueName=GetAtt:"+d.queue+".QueueName" &&
+				a.op == "GreaterThanThreshold" && a.threshold == 0
+		})
+	}
 	for _, fn := range s.functions() {
 		has(fn+" errors > 0", func(a alarm) bool {
 			return a.namespace == "AWS/Lambda" && a.metric == "Errors" && a.dim == "FunctionName=Ref:"+fn && a.op == "GreaterThanThreshold" && a.threshold == 0
@@ -750,7 +850,11 @@ var breakages = []struct{ check, what, old, new string }{
 	{"iam", "SAM-generated role", "      Role: !GetAtt SagaRole.Arn\n", "      Policies: [AWSLambdaBasicExecutionRole]\n"},
 	{"iam", "a managed policy on a role", "      Description: api function\n", "      Description: api function\n      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n"},
 	{"iam", "redrive cannot receive from the queue", "sqs:ReceiveMessage, ", ""},
-	{"iam", "redrive cannot append a redriven saga's commands", "Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]\n                Resource:\n                  - !GetAtt EventsTable.Arn\n                  - !Sub \"${EventsTable.Arn}/index/*\"\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query, dynamodb:ConditionCheckItem, dynamodb:BatchWriteItem]\n                Resource: !GetAtt ReadModelTable.Arn\n\n  RedriveLogGroup", "Action: [dynamodb:GetItem, dynamodb:Query]\n                Resource:\n                  - !GetAtt EventsTable.Arn\n                  - !Sub \"${EventsTable.Arn}/index/*\"\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query, dynamodb:ConditionCheckItem, dynamodb:BatchWriteItem]\n                Resource: !GetAtt ReadModelTable.Arn\n\n  RedriveLogGroup"},
+	{"iam", "the read models' redrive may append events", "redrive below).\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:Query]\n", "redrive below).\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem]\n"},
+	{"iam", "the saga's redrive cannot append a redriven step's commands", "ConditionChecks).\n              - Effect: Allow\n                Action: [dynamodb:PutItem, dynamodb:ConditionCheckItem, dynamodb:GetItem, dynamodb:Query]", "ConditionChecks).\n              - Effect: Allow\n                Action: [dynamodb:GetItem, dynamodb:Query]"},
+	{"iam", "the saga's redrive cannot receive from its queue", "Action: [sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes, sqs:SendMessage]\n                Resource: !GetAtt SagaDeadLetterQueue.Arn", "Action: [sqs:DeleteMessage, sqs:GetQueueAttributes, sqs:SendMessage]\n                Resource: !GetAtt SagaDeadLetterQueue.Arn"},
+	{"iam", "the saga parks in the read models' queue", "Action: [sqs:SendMessage]\n                Resource: !GetAtt SagaDeadLetterQueue.Arn\n", "Action: [sqs:SendMessage]\n                Resource: !GetAtt DeadLetterQueue.Arn\n"},
+	{"iam", "the api cannot park a saga step", "                  - !GetAtt SagaDeadLetterQueue.Arn\n", ""},
 	{"iam", "a log group that is not the function's", `LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-saga"`, `LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-sagas"`},
 	{"mappings", "LATEST", "StartingPosition: TRIM_HORIZON", "StartingPosition: LATEST"},
 	{"mappings", "parallel batches per shard", "ParallelizationFactor: 1", "ParallelizationFactor: 2"},
@@ -761,12 +865,23 @@ var breakages = []struct{ check, what, old, new string }{
 	{"mappings", "a record age past the stream's retention", "MaximumRecordAgeInSeconds: 3600", "MaximumRecordAgeInSeconds: 86400"},
 	{"mappings", "failures to the archive", "Destination: !GetAtt DeadLetterQueue.Arn", "Destination: !GetAtt DeadLetterArchiveQueue.Arn"},
 	{"mappings", "a stream consumer without its mapping", "      Events:\n        EventStream:\n          Type: DynamoDB\n", "      Events:\n        EventStream:\n          Type: Kinesis\n"},
+	{"mappings", "saga failures to the read models' queue", "Destination: !GetAtt SagaDeadLetterQueue.Arn", "Destination: !GetAtt DeadLetterQueue.Arn"},
+	{"mappings", "the saga's redrive on the read models' queue", "Queue: !GetAtt SagaDeadLetterQueue.Arn", "Queue: !GetAtt DeadLetterQueue.Arn"},
+	{"mappings", "the saga's redrive with the read models' scope", "REDRIVE_SCOPE: sagas", "REDRIVE_SCOPE: read-models"},
+	{"mappings", "the read models' redrive running every projection", "          REDRIVE_SCOPE: read-models\n", ""},
 	{"mappings", "redrive without partial batch responses", "            BatchSize: 10\n            FunctionResponseTypes: [ReportBatchItemFailures]\n", "            BatchSize: 10\n"},
 	{"queue", "unencrypted", "SqsManagedSseEnabled: true", "SqsManagedSseEnabled: false"},
 	{"queue", "four-day retention", "MessageRetentionPeriod: 1209600", "MessageRetentionPeriod: 345600"},
 	{"queue", "no archive", "        maxReceiveCount: 5\n", "        maxReceiveCount: 50\n"},
 	{"queue", "visibility shorter than the redrive", "VisibilityTimeout: 360", "VisibilityTimeout: 60"},
+	{"queue", "the saga's queue without its archive", "deadLetterTargetArn: !GetAtt SagaDeadLetterArchiveQueue.Arn", "deadLetterTargetArn: !GetAtt DeadLetterArchiveQueue.Arn"},
+	{"deadletters", "a dead-letter queue nobody consumes", "Queue: !GetAtt SagaDeadLetterQueue.Arn", "Queue: !GetAtt DeadLetterQueue.Arn"},
+	{"deadletters", "a dead-letter queue without an alarm", "Value: !GetAtt SagaDeadLetterQueue.QueueName}", "Value: !GetAtt DeadLetterQueue.QueueName}"},
+	{"deadletters", "an archive without an alarm", "Value: !GetAtt SagaDeadLetterArchiveQueue.QueueName}", "Value: !GetAtt DeadLetterArchiveQueue.QueueName}"},
+	{"deadletters", "an archive with a consumer", "Queue: !GetAtt DeadLetterQueue.Arn", "Queue: !GetAtt DeadLetterArchiveQueue.Arn"},
 	{"alarms", "no errors alarm for the redrive", "Value: !Ref RedriveFunction}", "Value: !Ref ProjectorFunction}"},
+	{"alarms", "no errors alarm for the saga's redrive", "Value: !Ref SagaRedriveFunction}", "Value: !Ref SagaFunction}"},
+	{"alarms", "no alarm on the saga's dead letters", "Value: !GetAtt SagaDeadLetterQueue.QueueName}", "Value: !GetAtt SagaDeadLetterArchiveQueue.QueueName}"},
 	{"alarms", "no iterator-age alarm for the saga", "Value: !Ref SagaFunction}\n      Statistic: Maximum", "Value: !Ref ApiFunction}\n      Statistic: Maximum"},
 	{"alarms", "an iterator-age alarm past the record age", "Threshold: 900000", "Threshold: 7200000"},
 	{"alarms", "a dead-letter alarm on the wrong metric", "MetricName: ApproximateNumberOfMessagesVisible", "MetricName: NumberOfMessagesSent"},

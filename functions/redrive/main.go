@@ -1,6 +1,9 @@
-// Command redrive consumes the dead-letter queue: parked events and Lambda's on-failure
+// Command redrive consumes a dead-letter queue: parked events and Lambda's on-failure
 // records for stream batches. It re-applies the affected aggregates in order from the
-// events table and reports what still fails as batch item failures.
+// events table and reports what still fails as batch item failures. template.yaml
+// deploys it twice: REDRIVE_SCOPE=read-models on the read models' queue (a role that
+// cannot write events) and REDRIVE_SCOPE=sagas on the saga's (a role that may append
+// the commands a redriven saga step issues).
 package main
 
 import (

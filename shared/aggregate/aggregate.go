@@ -88,9 +88,9 @@ type Config struct {
 	// state and appends at its version without reading the store; if another process
 	// appended meanwhile, the append conflicts, the entry is dropped and the command
 	// reloads and decides again. 0 uses DefaultCacheSize; negative disables the cache.
-	CacheSize   int
-	Registry    *event.Registry
-	Logger      *slog.Logger
+	CacheSize int
+	Registry  *event.Registry
+	Logger    *slog.Logger
 	// OnSnapshot, when set, is told of each snapshot written (metrics).
 	OnSnapshot func()
 }

@@ -47,7 +47,9 @@ type BatchInfo struct {
 	StreamArn                       string    `json:"streamArn"`
 }
 
-// Redriver consumes the dead-letter queue.
+// Redriver consumes a dead-letter queue. Its engine holds the projections of that queue
+// (the read models', or the saga's): a message for another projection is failed, not
+// run with a role that lacks what it needs.
 type Redriver struct {
 	Engine *projection.Engine
 	// Streams reads the records an on-failure record points at (nil: always sweep).
@@ -92,6 +94,28 @@ func (r *Redriver) message(ctx context.Context, body string) error {
 	}
 	switch {
 	case probe.Kind == "parked" && probe.DeadLetter != nil:
+		// A message whose dead letter is no longer parked is done, and the message is
+		// dropped without touching the read model. This is what makes a redrive through
+		// the API (POST /dead-letters/redrive) leave no message behind: the API cannot
+		// delete the message itself (it would need ReceiveMessage on the queue and would
+		// race this consumer for messages in flight), so the message's next delivery
+		// here removes it. Nothing can be lost: the document store, not the queue, is the
+		// record of what is parked, and a dead letter leaves it only in the transaction
+		// that applied what it held back (projection.Engine.RedriveOne; a failed
+		// catch-up after it parks again, with a new message). Nothing can be applied
+		// twice: this path applies nothing, and every other path is version-guarded.
+		// The check is per aggregate, not per event id: a redrive that fails on a later
+		// event moves the same dead letter on to that event without a new message, and
+		// this message must keep it in view.
+		d := probe.DeadLetter
+		parked, err := r.Engine.IsParked(ctx, d.Projection, d.Stream())
+		if err != nil {
+			return err
+		}
+		if !parked {
+			r.logger().Info("dead letter already redriven", "projection", d.Projection, "stream", d.Stream().Key(), "version", d.Version)
+			return nil
+		}
 		ok, err := r.Engine.RedriveOne(ctx, probe.DeadLetter.Projection, probe.DeadLetter.Stream())
 		if err != nil {
 			return err

@@ -24,10 +24,21 @@ type Message struct {
 // SQS messages are at most 256 KiB; events may be up to 350 KiB.
 const maxMessageBytes = 250 << 10
 
-// SQSSink sends parked events to the dead-letter queue.
+// SQSSink sends parked events to the dead-letter queue, and a saga's (DeadLetter.Reactor)
+// to the saga's own queue when one is set: redriving those issues commands, which only
+// the saga's redrive role may append.
 type SQSSink struct {
-	Client   *sqs.Client
-	QueueURL string
+	Client       *sqs.Client
+	QueueURL     string
+	SagaQueueURL string
+}
+
+// queueFor is the queue a dead letter belongs in.
+func (s *SQSSink) queueFor(d projection.DeadLetter) string {
+	if d.Reactor && s.SagaQueueURL != "" {
+		return s.SagaQueueURL
+	}
+	return s.QueueURL
 }
 
 func (s *SQSSink) Send(ctx context.Context, d projection.DeadLetter) error {
@@ -39,8 +50,9 @@ func (s *SQSSink) Send(ctx context.Context, d projection.DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
 	}
+	queue := s.queueFor(d)
 	_, err = s.Client.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl:    aws.String(s.QueueURL),
+		QueueUrl:    aws.String(queue),
 		MessageBody: aws.String(string(body)),
 		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
 			"projection": {DataType: aws.String("String"), StringValue: aws.String(d.Projection)},
@@ -48,7 +60,7 @@ func (s *SQSSink) Send(ctx context.Context, d projection.DeadLetter) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("send dead letter to %s: %w", s.QueueURL, err)
+		return fmt.Errorf("send dead letter to %s: %w", queue, err)
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (en *Engine) deliver(ctx context.Context, p Projection, e event.Event) (Out
 	if err != nil {
 		return Applied, err
 	}
-	o, err := en.applyBatch(ctx, p, []event.Event{e}, false)
+	o, err := en.applyBatch(ctx, p, []event.Event{e}, false, false)
 	if err != nil || o != Gap {
 		if o == Blocked && err == nil {
 			en.renotify(ctx, p, e)
@@ -137,10 +137,13 @@ func (en *Engine) normalise(e event.Event) (event.Event, error) {
 }
 
 // applyBatch applies consecutive events of one stream in one transaction. It stops at
-// the first event that is not the guard's next version and reports why.
-func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving bool) (Outcome, error) {
+// the first event that is not the guard's next version and reports why. With unpark (the
+// last chunk of a redrive), the same transaction that commits the read-model change and
+// the guard also deletes the stream's dead letter, so a dead letter disappears exactly
+// when what it held back is applied, and never before.
+func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.Event, redriving, unpark bool) (Outcome, error) {
 	if r, ok := p.(Reactor); ok {
-		return en.react(ctx, r, events, redriving)
+		return en.react(ctx, r, events, redriving, unpark)
 	}
 	var outcome Outcome
 	st := eventstore.StreamOf(events[0])
@@ -180,9 +183,34 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 		if applied == 0 {
 			outcome = Duplicate
 		}
+		if unpark {
+			held, err := en.unparkIn(ctx, tx, p, st, g.Version)
+			if err != nil {
+				return err
+			}
+			if held {
+				outcome = Blocked
+			}
+		}
 		return en.putGuard(ctx, tx, p, st, g, applied)
 	})
 	return outcome, err
+}
+
+// unparkIn deletes the stream's dead letter inside tx once the events up to applied are
+// in, unless the dead letter holds a later event (parked meanwhile by another process):
+// then it stays, and held reports it. Reading it makes the delete conditional on it
+// being unchanged at commit.
+func (en *Engine) unparkIn(ctx context.Context, tx docstore.Tx, p Projection, st eventstore.Stream, applied int64) (held bool, err error) {
+	var dl DeadLetter
+	parked, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl)
+	if err != nil || !parked {
+		return false, err
+	}
+	if dl.Version > applied {
+		return true, nil
+	}
+	return false, tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
 }
 
 func (en *Engine) putGuard(ctx context.Context, tx docstore.Tx, p Projection, st eventstore.Stream, g guard, applied int) error {
@@ -213,37 +241,55 @@ func (en *Engine) Guard(ctx context.Context, projection string, st eventstore.St
 // CatchUp applies every event of the stream after the projection's guard, in order,
 // loading them from the event store.
 func (en *Engine) CatchUp(ctx context.Context, p Projection, st eventstore.Stream) error {
-	return en.catchUp(ctx, p, st, false)
+	_, err := en.catchUp(ctx, p, st, false)
+	return err
 }
 
 const catchUpChunk = 10
 
-func (en *Engine) catchUp(ctx context.Context, p Projection, st eventstore.Stream, redriving bool) error {
+// catchUp applies the stream's events after the guard. When redriving it applies them
+// past the stream's dead letter and deletes the dead letter in the transaction of the
+// last chunk (or, with nothing left to apply, on its own), reporting whether it did.
+func (en *Engine) catchUp(ctx context.Context, p Projection, st eventstore.Stream, redriving bool) (unparked bool, err error) {
 	from, err := en.Guard(ctx, p.Name(), st)
 	if err != nil {
-		return err
+		return false, err
 	}
 	events, err := en.Store.Load(ctx, st, eventstore.Range{From: from + 1})
 	if err != nil {
-		return err
+		return false, err
 	}
 	for i := range events {
 		if events[i], err = en.normalise(events[i]); err != nil {
-			return &applyError{event: events[i], err: err}
+			return false, &applyError{event: events[i], err: err}
 		}
+	}
+	if redriving && len(events) == 0 {
+		return true, en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			return tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
+		})
 	}
 	for len(events) > 0 {
 		n := min(catchUpChunk, len(events))
-		o, err := en.applyBatch(ctx, p, events[:n], redriving)
+		last := n == len(events)
+		o, err := en.applyBatch(ctx, p, events[:n], redriving, redriving && last)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if o == Blocked {
-			return nil // parked meanwhile: redrive will continue from here
+		switch o {
+		case Blocked:
+			return false, nil // parked meanwhile: redrive will continue from here
+		case Gap:
+			// The guard moved under us (a rebuild): nothing was unparked; a later
+			// redrive starts from the new guard.
+			return false, nil
 		}
 		events = events[n:]
+		if last && redriving {
+			return true, nil
+		}
 	}
-	return nil
+	return false, nil
 }
 
 // park records the dead letter (first one per aggregate wins: later events wait behind
@@ -263,7 +309,7 @@ func (en *Engine) park(ctx context.Context, p Projection, e event.Event, cause e
 		fresh = true
 		dl = DeadLetter{Projection: p.Name(), AggregateType: e.AggregateType, AggregateID: e.AggregateID,
 			Version: e.Version, EventID: e.EventID, EventType: e.EventType, Error: cause.Error(),
-			ParkedAt: time.Now().UTC(), Attempts: max(1, en.Attempts), Event: e}
+			ParkedAt: time.Now().UTC(), Attempts: max(1, en.Attempts), Reactor: IsReactor(p), Event: e}
 		return tx.Put(ctx, parkedCollection(p.Name()), eventstore.StreamOf(e).Key(), dl)
 	})
 	if err != nil {
@@ -286,6 +332,7 @@ func (en *Engine) notify(ctx context.Context, p Projection, dl DeadLetter) error
 	if en.Sink == nil || dl.Notified {
 		return nil
 	}
+	dl.Reactor = IsReactor(p) // also for dead letters parked before the field existed
 	if err := en.Sink.Send(ctx, dl); err != nil {
 		return fmt.Errorf("dead-letter sink: %w", err)
 	}
@@ -342,7 +389,7 @@ func (en *Engine) CatchUpStream(ctx context.Context, st eventstore.Stream) error
 		}
 		lock := en.locks[p.Name()]
 		lock.RLock()
-		err := en.catchUp(ctx, p, st, false)
+		_, err := en.catchUp(ctx, p, st, false)
 		lock.RUnlock()
 		var ae *applyError
 		if errors.As(err, &ae) && !IsTransient(err) {
@@ -419,7 +466,7 @@ func (en *Engine) deliverGroup(ctx context.Context, p Projection, group []event.
 		}
 		if ok {
 			lock.RLock()
-			o, err := en.applyBatch(ctx, p, chunk, false)
+			o, err := en.applyBatch(ctx, p, chunk, false, false)
 			lock.RUnlock()
 			if err == nil && (o == Applied || o == Duplicate || o == Blocked) {
 				group = group[n:]
@@ -446,8 +493,10 @@ type Reactor interface {
 	React(ctx context.Context, e event.Event) error
 }
 
-// react is applyBatch for reactors.
-func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, redriving bool) (Outcome, error) {
+// react is applyBatch for reactors. With unpark, the dead letter goes in the transaction
+// that advances the guard past the last event (or on its own when every event was
+// already reacted to).
+func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, redriving, unpark bool) (Outcome, error) {
 	st := eventstore.StreamOf(events[0])
 	if !redriving {
 		var dl DeadLetter
@@ -463,8 +512,8 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 	if err != nil {
 		return Applied, err
 	}
-	applied := 0
-	for _, e := range events {
+	applied, unparked := 0, false
+	for i, e := range events {
 		switch {
 		case e.Version <= g:
 			continue
@@ -474,7 +523,15 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 		if err := r.React(ctx, e); err != nil {
 			return Applied, &applyError{event: e, err: err}
 		}
+		final := unpark && i == len(events)-1
+		held := false
 		err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			if final {
+				var err error
+				if held, err = en.unparkIn(ctx, tx, r, st, e.Version); err != nil {
+					return err
+				}
+			}
 			var cur guard
 			if _, err := tx.Get(ctx, guardCollection(r.Name()), st.Key(), &cur); err != nil {
 				return err
@@ -487,8 +544,24 @@ func (en *Engine) react(ctx context.Context, r Reactor, events []event.Event, re
 		if err != nil {
 			return Applied, err
 		}
+		if held {
+			return Blocked, nil
+		}
+		unparked = unparked || final
 		g = e.Version
 		applied++
+	}
+	if unpark && !unparked {
+		held := false
+		if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) (err error) {
+			held, err = en.unparkIn(ctx, tx, r, st, g)
+			return err
+		}); err != nil {
+			return Applied, err
+		}
+		if held {
+			return Blocked, nil
+		}
 	}
 	if applied == 0 {
 		return Duplicate, nil
@@ -503,8 +576,9 @@ func IsReactor(p Projection) bool {
 }
 
 // Subset returns an engine over the projections keep accepts, sharing this engine's
-// store, documents, registry, sink and hooks (the projector and saga Lambdas each run a
-// part of the system's projections).
+// store, documents, registry, sink, hooks and rebuild locks (the projector and saga
+// Lambdas, and the two redrives, each run a part of the system's projections; a rebuild
+// through this engine pauses the subset's delivery in this process too).
 func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 	var ps []Projection
 	for _, p := range en.projections {
@@ -514,5 +588,6 @@ func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 	}
 	sub := NewEngine(en.Store, en.Docs, en.Registry, ps...)
 	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked = en.Sink, en.Logger, en.Attempts, en.OnParked
+	sub.locks = en.locks
 	return sub
 }

@@ -29,6 +29,16 @@ func (en *Engine) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return out, nil
 }
 
+// IsParked reports whether a projection has a dead letter for the stream.
+func (en *Engine) IsParked(ctx context.Context, projection string, st eventstore.Stream) (bool, error) {
+	p, err := en.Lookup(projection)
+	if err != nil {
+		return false, err
+	}
+	var d DeadLetter
+	return en.Docs.Get(ctx, parkedCollection(p.Name()), st.Key(), &d)
+}
+
 // RedriveResult summarises a redrive.
 type RedriveResult struct {
 	Redriven  int          `json:"redriven"`
@@ -64,6 +74,15 @@ func (en *Engine) Redrive(ctx context.Context) (RedriveResult, error) {
 
 // RedriveOne re-applies one parked aggregate for one projection. It reports whether the
 // aggregate is now unparked; a persistent failure updates the dead letter's error.
+//
+// A dead letter is never lost: it is deleted in the document-store transaction that
+// commits the last of the events it held back (catchUp with redriving), so until that
+// commits it stays listed, and a failure before or at that point leaves it where it was.
+// Events appended while the aggregate was parked and delivered in the meantime were
+// skipped (Blocked); the catch-up after the unpark takes them. Should that catch-up fail,
+// the aggregate is parked again rather than left with skipped events nobody will
+// deliver: under the failing event when the projection rejected one, else under the dead
+// letter just redriven, with the new error (its next redrive resumes from the guard).
 func (en *Engine) RedriveOne(ctx context.Context, projection string, st eventstore.Stream) (bool, error) {
 	p, err := en.Lookup(projection)
 	if err != nil {
@@ -72,7 +91,13 @@ func (en *Engine) RedriveOne(ctx context.Context, projection string, st eventsto
 	lock := en.locks[p.Name()]
 	lock.RLock()
 	defer lock.RUnlock()
-	if cause := en.catchUp(ctx, p, st, true); cause != nil {
+	var parked DeadLetter
+	wasParked, err := en.Docs.Get(ctx, parkedCollection(p.Name()), st.Key(), &parked)
+	if err != nil {
+		return false, err
+	}
+	unparked, cause := en.catchUp(ctx, p, st, true)
+	if cause != nil {
 		if IsTransient(cause) {
 			return false, cause
 		}
@@ -93,13 +118,48 @@ func (en *Engine) RedriveOne(ctx context.Context, projection string, st eventsto
 		})
 		return false, errors.Join(cause, uerr)
 	}
-	if err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		return tx.Delete(ctx, parkedCollection(p.Name()), st.Key())
-	}); err != nil {
-		return false, err
+	if !unparked {
+		return false, nil
 	}
 	// Events that arrived while the aggregate was still parked were skipped: take them now.
-	return true, en.catchUp(ctx, p, st, false)
+	if _, err := en.catchUp(ctx, p, st, false); err != nil {
+		var ae *applyError
+		if errors.As(err, &ae) && !IsTransient(err) {
+			return false, en.park(ctx, p, ae.event, err)
+		}
+		if !wasParked {
+			return false, err // nothing was parked to begin with: the caller retries
+		}
+		return false, errors.Join(err, en.repark(ctx, p, parked, err))
+	}
+	return true, nil
+}
+
+// repark puts a redriven dead letter back after the catch-up behind it failed, unless the
+// aggregate was parked again meanwhile, and tells the sink again: a queue consumer may
+// already have taken the first message as done while the dead letter was briefly gone
+// (a second message for one dead letter is harmless, see ddbstream.Redriver).
+func (en *Engine) repark(ctx context.Context, p Projection, d DeadLetter, cause error) error {
+	d.Attempts++
+	d.Notified = false
+	d.Error = "redriven, but the catch-up behind it failed: " + cause.Error()
+	put := false
+	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		var cur DeadLetter
+		exists, err := tx.Get(ctx, parkedCollection(p.Name()), d.Stream().Key(), &cur)
+		put = err == nil && !exists
+		if !put {
+			return err
+		}
+		return tx.Put(ctx, parkedCollection(p.Name()), d.Stream().Key(), d)
+	})
+	if err != nil {
+		return fmt.Errorf("re-park %s: %w", d.Stream(), err)
+	}
+	if !put {
+		return nil
+	}
+	return en.notify(ctx, p, d)
 }
 
 // Rebuild empties a projection and replays every stream it follows from the event store
@@ -139,7 +199,7 @@ func (en *Engine) Rebuild(ctx context.Context, name string) error {
 func (en *Engine) sweep(ctx context.Context, p Projection, since time.Time) error {
 	for _, typ := range p.AggregateTypes() {
 		err := en.eachStream(ctx, typ, since, func(st eventstore.Stream) error {
-			if err := en.catchUp(ctx, p, st, false); err != nil {
+			if _, err := en.catchUp(ctx, p, st, false); err != nil {
 				var ae *applyError
 				if !errors.As(err, &ae) {
 					return err

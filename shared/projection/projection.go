@@ -54,7 +54,9 @@ func (o Outcome) String() string {
 }
 
 // DeadLetter is a parked event: the first event of an aggregate a projection could not
-// apply. Later events of that aggregate wait behind it.
+// apply. Later events of that aggregate wait behind it. Reactor marks a saga's dead
+// letter: redriving it issues commands, so it goes to the saga's own queue, whose
+// redrive may append events (see ddbstream.SQSSink).
 type DeadLetter struct {
 	Projection    string      `json:"projection"`
 	AggregateType string      `json:"aggregateType"`
@@ -66,6 +68,7 @@ type DeadLetter struct {
 	ParkedAt      time.Time   `json:"parkedAt"`
 	Attempts      int         `json:"attempts"`
 	Notified      bool        `json:"notified"`
+	Reactor       bool        `json:"reactor,omitempty"`
 	Event         event.Event `json:"event"`
 }
 

@@ -24,7 +24,18 @@ type Config struct {
 	ReadModelTable string
 	DLQName        string
 	DLQURL         string
-	SnapshotEvery  int
+	// The saga's dead letters go to their own queue (SAGA_DLQ_NAME / SAGA_DLQ_URL), whose
+	// redrive may append events; the read models' redrive may not.
+	SagaDLQName   string
+	SagaDLQURL    string
+	SnapshotEvery int
+	// RedriveScope is what a redrive handler re-applies (REDRIVE_SCOPE): "read-models"
+	// (the DLQ's consumer), "sagas" (the saga DLQ's consumer) or "all" (the default).
+	RedriveScope string
+	// QueuePoller runs the local stand-in for Lambda's SQS event source mappings (each
+	// dead-letter queue → its redrive handler) in process (DLQ_POLLER; default: with
+	// the stream poller).
+	QueuePoller bool
 	// Endpoint overrides (emulators, LocalStack). With one set, missing tables and
 	// queues are created at start; against real AWS nothing is ever created.
 	EndpointOverride bool
@@ -35,8 +46,8 @@ type Config struct {
 	// EnsureResources creates missing tables and queues at start: only for a local server
 	// with an endpoint override, never inside a Lambda (the template owns its resources).
 	EnsureResources bool
-	// SnapshotTTL (DynamoDB): snapshots expire through DynamoDB's TTL after this long
-	// instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
+	// SnapshotTTL (DynamoDB): superseded snapshots expire through DynamoDB's TTL this long
+	// after they were superseded, instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
 	// where the function roles have no DeleteItem on the events table).
 	SnapshotTTL time.Duration
 }
@@ -55,7 +66,10 @@ func FromEnv() (Config, error) {
 		ReadModelTable: env("READMODEL_TABLE", infra.DefaultReadModelTable),
 		DLQName:        env("DLQ_NAME", infra.DefaultDLQName),
 		DLQURL:         os.Getenv("DLQ_URL"),
+		SagaDLQName:    env("SAGA_DLQ_NAME", infra.DefaultSagaDLQName),
+		SagaDLQURL:     os.Getenv("SAGA_DLQ_URL"),
 		SnapshotEvery:  50,
+		RedriveScope:   env("REDRIVE_SCOPE", RedriveAll),
 	}
 	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "AWS_ENDPOINT_URL_SQS"} {
 		if os.Getenv(k) != "" {
@@ -67,6 +81,15 @@ func FromEnv() (Config, error) {
 	c.EnsureResources = c.EndpointOverride && !inLambda
 	if v := os.Getenv("STREAM_POLLER"); v != "" {
 		c.StreamPoller = v == "on" || v == "true" || v == "1"
+	}
+	c.QueuePoller = c.StreamPoller
+	if v := os.Getenv("DLQ_POLLER"); v != "" {
+		c.QueuePoller = v == "on" || v == "true" || v == "1"
+	}
+	switch c.RedriveScope {
+	case RedriveAll, RedriveReadModels, RedriveSagas:
+	default:
+		return c, fmt.Errorf("REDRIVE_SCOPE must be %s, %s or %s, got %q", RedriveAll, RedriveReadModels, RedriveSagas, c.RedriveScope)
 	}
 	if os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
 		c.SnapshotTTL = 7 * 24 * time.Hour
@@ -97,6 +120,13 @@ func FromEnv() (Config, error) {
 	}
 	return c, nil
 }
+
+// Redrive scopes (REDRIVE_SCOPE).
+const (
+	RedriveAll        = "all"
+	RedriveReadModels = "read-models"
+	RedriveSagas      = "sagas"
+)
 
 func env(k, def string) string {
 	if v := os.Getenv(k); v != "" {

@@ -20,11 +20,12 @@ import (
 
 // AWSClients are the clients of the DynamoDB backend.
 type AWSClients struct {
-	DynamoDB  *dynamodb.Client
-	Streams   *dynamodbstreams.Client
-	SQS       *sqs.Client
-	QueueURL  string // the dead-letter queue
-	StreamArn string // the events table's stream (set when the poller runs)
+	DynamoDB     *dynamodb.Client
+	Streams      *dynamodbstreams.Client
+	SQS          *sqs.Client
+	QueueURL     string // the read models' dead-letter queue
+	SagaQueueURL string // the saga's dead-letter queue
+	StreamArn    string // the events table's stream (set when the poller runs)
 }
 
 func init() { openers["dynamodb"] = openDynamoDB }
@@ -51,28 +52,39 @@ func openDynamoDB(ctx context.Context, c Config, log *slog.Logger) (Backend, err
 // point it at the emulators).
 func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Logger, opts ...func(*dynamodb.Options)) (Backend, error) {
 	clients := &AWSClients{DynamoDB: dynamodb.NewFromConfig(cfg, opts...), Streams: dynamodbstreams.NewFromConfig(cfg),
-		SQS: sqs.NewFromConfig(cfg), QueueURL: c.DLQURL}
+		SQS: sqs.NewFromConfig(cfg), QueueURL: c.DLQURL, SagaQueueURL: c.SagaDLQURL}
 	if c.EnsureResources {
-		url, err := infra.Ensure(ctx, clients.DynamoDB, clients.SQS, infra.Names{EventsTable: c.EventsTable,
-			ReadModelTable: c.ReadModelTable, DLQ: c.DLQName, DLQArchive: c.DLQName + "-archive"})
+		urls, err := infra.Ensure(ctx, clients.DynamoDB, clients.SQS, infra.Names{EventsTable: c.EventsTable,
+			ReadModelTable: c.ReadModelTable, DLQ: c.DLQName, DLQArchive: c.DLQName + "-archive",
+			SagaDLQ: c.SagaDLQName, SagaDLQArchive: c.SagaDLQName + "-archive"})
 		if err != nil {
 			return Backend{}, fmt.Errorf("create local resources: %w", err)
 		}
 		if clients.QueueURL == "" {
-			clients.QueueURL = url
+			clients.QueueURL = urls.DLQ
+		}
+		if clients.SagaQueueURL == "" {
+			clients.SagaQueueURL = urls.SagaDLQ
 		}
 	}
-	if clients.QueueURL == "" {
-		out, err := clients.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(c.DLQName)})
-		if err != nil {
-			return Backend{}, fmt.Errorf("dead-letter queue %s: %w", c.DLQName, err)
+	// Inside Lambda the template sets both URLs, so no role needs sqs:GetQueueUrl.
+	for _, q := range []struct {
+		name string
+		url  *string
+	}{{c.DLQName, &clients.QueueURL}, {c.SagaDLQName, &clients.SagaQueueURL}} {
+		if *q.url != "" {
+			continue
 		}
-		clients.QueueURL = aws.ToString(out.QueueUrl)
+		out, err := clients.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q.name)})
+		if err != nil {
+			return Backend{}, fmt.Errorf("dead-letter queue %s: %w", q.name, err)
+		}
+		*q.url = aws.ToString(out.QueueUrl)
 	}
 	b := Backend{
 		Store: dynamostore.New(clients.DynamoDB, c.EventsTable, dynamostore.WithSnapshotTTL(c.SnapshotTTL)),
 		Docs:  dynamostore.NewDocs(clients.DynamoDB, c.ReadModelTable),
-		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL},
+		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL, SagaQueueURL: clients.SagaQueueURL},
 		AWS:   clients,
 	}
 	if c.StreamPoller {
@@ -81,13 +93,36 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 			return Backend{}, fmt.Errorf("events table %s has no stream: %v", c.EventsTable, err)
 		}
 		clients.StreamArn = aws.ToString(desc.Table.LatestStreamArn)
-		b.Loops = func(s *System) []func(context.Context) {
-			p := &ddbstream.Poller{Streams: clients.Streams, StreamArn: clients.StreamArn, Handler: s.Projector().Handle,
-				SQS: clients.SQS, QueueURL: clients.QueueURL, Logger: log}
-			return []func(context.Context){p.Run}
-		}
+	}
+	if c.StreamPoller || c.QueuePoller {
+		b.Loops = func(s *System) []func(context.Context) { return localMappings(s, c, clients, log) }
 	}
 	return b, nil
+}
+
+// localMappings stand in for template.yaml's event source mappings: the read models and
+// the saga each on the events stream, with their own on-failure queue, and each
+// dead-letter queue feeding its own redrive.
+func localMappings(s *System, c Config, clients *AWSClients, log *slog.Logger) []func(context.Context) {
+	var loops []func(context.Context)
+	readModels := func(p projection.Projection) bool { return !projection.IsReactor(p) }
+	if c.StreamPoller {
+		for _, m := range []struct {
+			keep  func(projection.Projection) bool
+			queue string
+		}{{readModels, clients.QueueURL}, {projection.IsReactor, clients.SagaQueueURL}} {
+			p := &ddbstream.Poller{Streams: clients.Streams, StreamArn: clients.StreamArn, Handler: s.StreamHandler(m.keep).Handle,
+				SQS: clients.SQS, QueueURL: m.queue, Logger: log}
+			loops = append(loops, p.Run)
+		}
+	}
+	if c.QueuePoller {
+		for _, m := range []struct{ scope, queue string }{{RedriveReadModels, clients.QueueURL}, {RedriveSagas, clients.SagaQueueURL}} {
+			p := &ddbstream.QueuePoller{SQS: clients.SQS, QueueURL: m.queue, Handler: s.RedriverFor(m.scope).Handle, Logger: log}
+			loops = append(loops, p.Run)
+		}
+	}
+	return loops
 }
 
 // Projector is the stream handler over every projection of the system (read models and
@@ -104,9 +139,21 @@ func (s *System) StreamHandler(keep func(projection.Projection) bool) *ddbstream
 	return &ddbstream.Projector{Engine: en, Decode: dynamostore.DecodeItem, Logger: s.Logger}
 }
 
-// Redriver is the dead-letter queue consumer (the redrive Lambda).
-func (s *System) Redriver() *ddbstream.Redriver {
-	r := &ddbstream.Redriver{Engine: s.Engine, Logger: s.Logger}
+// Redriver is the dead-letter queue consumer of the configured scope (REDRIVE_SCOPE):
+// the redrive Lambda, which template.yaml deploys twice, once per queue and role.
+func (s *System) Redriver() *ddbstream.Redriver { return s.RedriverFor(s.Config.RedriveScope) }
+
+// RedriverFor is the dead-letter consumer over the projections of one scope: the read
+// models (whose redrive role may not append events) or the sagas (whose may).
+func (s *System) RedriverFor(scope string) *ddbstream.Redriver {
+	en := s.Engine
+	switch scope {
+	case RedriveReadModels:
+		en = en.Subset(func(p projection.Projection) bool { return !projection.IsReactor(p) })
+	case RedriveSagas:
+		en = en.Subset(projection.IsReactor)
+	}
+	r := &ddbstream.Redriver{Engine: en, Logger: s.Logger}
 	if s.AWS != nil {
 		r.Streams = s.AWS.Streams
 	}

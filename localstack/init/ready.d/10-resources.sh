@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LocalStack ready hook: creates the resources infra.Ensure creates on the emulators and
 # template.yaml on AWS — the events table (three GSIs, NEW_IMAGE stream), the read-model
-# table, TTL on expiresAt for both, the dead-letter queue and its archive. The JSON files
+# table, TTL on expiresAt for both, the dead-letter queues (read models', saga's) and their
+# archives. The JSON files
 # are generated from infra's Go definitions (go test ./infra -run LocalStack -update) and
 # a test keeps them equal. Safe to run again: existing resources are left as they are.
 set -euo pipefail
@@ -30,4 +31,6 @@ create_table ecm-readmodels tables/readmodels.json
 # the same attributes is idempotent.
 awslocal sqs create-queue --cli-input-json "file://$init/queues/dead-letters-archive.json" >/dev/null
 awslocal sqs create-queue --cli-input-json "file://$init/queues/dead-letters.json" >/dev/null
-echo "queues ecm-dead-letters-archive and ecm-dead-letters ready"
+awslocal sqs create-queue --cli-input-json "file://$init/queues/saga-dead-letters-archive.json" >/dev/null
+awslocal sqs create-queue --cli-input-json "file://$init/queues/saga-dead-letters.json" >/dev/null
+echo "queues ecm-dead-letters, ecm-saga-dead-letters and their archives ready"

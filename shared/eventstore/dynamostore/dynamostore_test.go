@@ -256,31 +256,163 @@ func TestQueryRejects(t *testing.T) {
 	}
 }
 
-// With a snapshot TTL, snapshots carry expiresAt and DeleteSnapshots leaves them to TTL.
+// With a snapshot TTL only superseded snapshots expire: the newest carries no expiresAt
+// (an aggregate idle for longer than the TTL still loads from it), the ones below the
+// kept window get one when DeleteSnapshots runs, and events never do.
 func TestSnapshotTTL(t *testing.T) {
 	ctx := context.Background()
 	db, events, _ := env(t)
-	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
 	st := uniqueStream("ttl")
-	if _, err := s.Append(ctx, st, 0, drafts(1)); err != nil {
+	expiry := func(sk string) (int64, bool) {
+		t.Helper()
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: sk}}})
+		if err != nil || out.Item == nil {
+			t.Fatalf("item %s: gone (%v)", sk, err)
+		}
+		n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN)
+		if !ok {
+			return 0, false
+		}
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v, true
+	}
+	s := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
+	if _, err := s.Append(ctx, st, 0, drafts(2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: 1, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
+	save := func(v int64) {
+		t.Helper()
+		if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: v, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	save(50)
+	if exp, ok := expiry("50.5"); ok {
+		t.Fatalf("the newest snapshot expires at %d", exp)
+	}
+	save(100)
 	if err := s.DeleteSnapshots(ctx, st, 100); err != nil {
 		t.Fatal(err)
 	}
-	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(events), Key: map[string]types.AttributeValue{
-		infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: "1.5"}}})
-	if err != nil || out.Item == nil {
-		t.Fatalf("snapshot gone: %v", err)
+	if exp, ok := expiry("100.5"); ok {
+		t.Fatalf("the newest snapshot (v100) expires at %d", exp)
 	}
-	var exp int64
-	if n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN); ok {
-		exp, _ = strconv.ParseInt(n.Value, 10, 64)
+	first, ok := expiry("50.5")
+	if !ok || first <= time.Now().Unix() {
+		t.Fatalf("superseded snapshot v50: expiresAt %d (set %v), want a time in the future", first, ok)
 	}
-	if exp <= time.Now().Unix() {
-		t.Fatalf("expiresAt = %v, want a time in the future", out.Item[infra.AttrExpiresAt])
+	for _, sk := range []string{"1", "2"} {
+		if exp, ok := expiry(sk); ok {
+			t.Fatalf("event %s expires at %d", sk, exp)
+		}
+	}
+	// Another process (no memory of what was stamped) stamps again: the expiry stands.
+	later := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(48*time.Hour))
+	if err := later.DeleteSnapshots(ctx, st, 101); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := expiry("50.5"); again != first {
+		t.Fatalf("expiry moved from %d to %d", first, again)
+	}
+	if exp, ok := expiry("100.5"); !ok || exp <= first {
+		t.Fatalf("v100, superseded below 101: expiresAt %d (set %v)", exp, ok)
+	}
+	snap, tail, err := s.LoadFromSnapshot(ctx, st, eventstore.Range{})
+	if err != nil || snap == nil || snap.Version != 100 || len(tail) != 0 {
+		t.Fatalf("load: snapshot %+v, %d events, %v", snap, len(tail), err)
+	}
+}
+
+// Stamping superseded snapshots under concurrency and failures: stores racing on one
+// stream each succeed and every snapshot keeps the first expiry it got; a snapshot gone
+// meanwhile (a failed condition) is no error; a throttled stamp is a typed error that
+// leaves the snapshot unstamped for the next call, which stamps it.
+func TestSnapshotExpiryRacesAndFaults(t *testing.T) {
+	ctx := context.Background()
+	throttled := &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+	gone := &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed")}
+	expiry := func(db *dynamodb.Client, table string, st eventstore.Stream, sk string) (int64, bool) {
+		t.Helper()
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: st.Key()}, infra.AttrSK: &types.AttributeValueMemberN{Value: sk}}})
+		if err != nil || out.Item == nil {
+			t.Fatalf("item %s: gone (%v)", sk, err)
+		}
+		n, ok := out.Item[infra.AttrExpiresAt].(*types.AttributeValueMemberN)
+		if !ok {
+			return 0, false
+		}
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v, true
+	}
+	for _, tc := range []struct {
+		name     string
+		stampers int
+		fail     func(string, int) error
+		want     error // nil, ErrThrottled
+	}{
+		{"four stores at once", 4, nil, nil},
+		{"the snapshot went meanwhile", 1, on("PutItem", -1, gone), nil},
+		{"throttled", 1, on("PutItem", -1, throttled), eventstore.ErrThrottled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, events, _ := env(t)
+			st := uniqueStream("expiry")
+			plain := dynamostore.New(db, events, dynamostore.WithSnapshotTTL(time.Hour))
+			for _, v := range []int64{10, 20, 30} {
+				if err := plain.SaveSnapshot(ctx, eventstore.Snapshot{Stream: st, Version: v, StateVersion: 1, Timestamp: time.Now(), State: []byte(`{}`)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			faulty := db
+			if tc.fail != nil {
+				inj := &injector{fail: tc.fail, count: map[string]int{}}
+				faulty, _, _ = env(t, inj.option())
+			}
+			errs := make([]error, tc.stampers)
+			var wg sync.WaitGroup
+			for i := range tc.stampers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := dynamostore.New(faulty, events, dynamostore.WithSnapshotTTL(time.Duration(i+1)*time.Hour))
+					errs[i] = s.DeleteSnapshots(ctx, st, 30)
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				switch {
+				case tc.want == nil && err != nil:
+					t.Fatalf("err = %v, want success", err)
+				case tc.want != nil && !errors.Is(err, tc.want):
+					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+			}
+			if exp, ok := expiry(db, events, st, "30.5"); ok {
+				t.Fatalf("the newest snapshot expires at %d", exp)
+			}
+			if tc.fail != nil {
+				for _, sk := range []string{"10.5", "20.5"} {
+					if exp, ok := expiry(db, events, st, sk); ok {
+						t.Fatalf("snapshot %s stamped (%d) though every stamp failed", sk, exp)
+					}
+				}
+				if tc.want == nil {
+					return
+				}
+				// The failed call did not mark the range clean: the next one stamps it.
+				if err := plain.DeleteSnapshots(ctx, st, 30); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now().Unix()
+			for _, sk := range []string{"10.5", "20.5"} {
+				exp, ok := expiry(db, events, st, sk)
+				if !ok || exp <= now || exp > now+int64(tc.stampers)*3600+60 {
+					t.Fatalf("snapshot %s: expiresAt %d (set %v), want within the stampers' TTLs", sk, exp, ok)
+				}
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@ package dynamostore
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
+	"maps"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -15,15 +17,15 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
 
+// SaveSnapshot writes the snapshot without an expiry, whatever the snapshot TTL: the
+// newest snapshot must outlive any idle period, or an aggregate untouched for longer
+// than the TTL would replay its whole stream. Superseded snapshots get their expiry
+// from DeleteSnapshots.
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
 	if !event.ValidID(snap.Stream.Type) || !event.ValidID(snap.Stream.ID) || snap.Version < 1 {
 		return eventstore.Invalid("snapshot of %s at version %d", snap.Stream, snap.Version)
 	}
-	var expiresAt int64
-	if s.snapshotTTL > 0 {
-		expiresAt = time.Now().Add(s.snapshotTTL).Unix()
-	}
-	item, err := marshalSnapshot(snap, expiresAt)
+	item, err := marshalSnapshot(snap, 0)
 	if err != nil {
 		return fmt.Errorf("dynamodb: encode snapshot of %s v%d: %w", snap.Stream, snap.Version, err)
 	}
@@ -113,24 +115,25 @@ pages:
 }
 
 // DeleteSnapshots finds the snapshot items below `below` with a Query and deletes them in
-// batches. The Query reads the events in that part of the partition too (a filter does
-// not reduce what is read), so the store remembers how far down it has already cleaned
-// and reads only the part above on later calls.
+// batches, or, with a snapshot TTL, stamps them with their expiry and leaves the deletion
+// to DynamoDB. The Query reads the events in that part of the partition too (a filter
+// does not reduce what is read), so the store remembers how far down it has already
+// cleaned and reads only the part above on later calls.
 func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below int64) error {
-	if s.snapshotTTL > 0 {
-		return nil // TTL removes them
-	}
 	key := st.Key()
 	floor := s.seen.get(key).snapshotFloor
 	if below <= max(floor, 1) {
 		return nil
 	}
-	expr, err := expression.NewBuilder().
+	b := expression.NewBuilder().
 		WithKeyCondition(expression.Key(infra.AttrPK).Equal(expression.Value(key)).
 			And(expression.Key(infra.AttrSK).Between(expression.Value(floor), expression.Value(below)))).
-		WithFilter(expression.Name(infra.AttrKind).Equal(expression.Value(kindSnapshot))).
-		WithProjection(expression.NamesList(expression.Name(infra.AttrPK), expression.Name(infra.AttrSK))).
-		Build()
+		WithFilter(expression.Name(infra.AttrKind).Equal(expression.Value(kindSnapshot)))
+	if s.snapshotTTL == 0 {
+		// Deleting needs the keys only; stamping rewrites the whole item.
+		b = b.WithProjection(expression.NamesList(expression.Name(infra.AttrPK), expression.Name(infra.AttrSK)))
+	}
+	expr, err := b.Build()
 	if err != nil {
 		return fmt.Errorf("dynamodb: build query: %w", err)
 	}
@@ -153,12 +156,53 @@ func (s *Store) DeleteSnapshots(ctx context.Context, st eventstore.Stream, below
 		}
 		start = page.LastEvaluatedKey
 	}
-	if err := batchDelete(ctx, s.db, s.table, keys); err != nil {
+	if s.snapshotTTL > 0 {
+		err = s.expireSnapshots(ctx, keys)
+	} else {
+		err = batchDelete(ctx, s.db, s.table, keys)
+	}
+	if err != nil {
 		return err
 	}
 	// The snapshot of version below-1 sits at below-0.5, inside the range just cleaned,
 	// while the event at `below` (an integer) was included only as the bound.
 	s.seen.snapshotsDeleted(key, below)
+	return nil
+}
+
+// expireSnapshots gives superseded snapshot items their expiry. It rewrites each with
+// PutItem, which the appending roles hold already, rather than UpdateItem: IAM cannot
+// tell a snapshot item from an event (they share the partition key, and no condition
+// key exposes the sort key's fraction), so an UpdateItem grant able to set expiresAt
+// could expire events too. The write is conditional on the item still being an
+// unexpired snapshot, so it can never turn an event into something TTL deletes, nor
+// push an expiry already set further out. A TTL of DynamoDB's is approximate (deletion
+// within days of expiresAt): until then the snapshot is still valid and still used.
+func (s *Store) expireSnapshots(ctx context.Context, items []map[string]types.AttributeValue) error {
+	expiresAt := &types.AttributeValueMemberN{Value: strconv.FormatInt(s.now().Add(s.snapshotTTL).Unix(), 10)}
+	cond, err := expression.NewBuilder().WithCondition(expression.And(
+		expression.AttributeExists(expression.Name(infra.AttrPK)),
+		expression.Name(infra.AttrKind).Equal(expression.Value(kindSnapshot)),
+		expression.AttributeNotExists(expression.Name(infra.AttrExpiresAt)))).Build()
+	if err != nil {
+		return fmt.Errorf("dynamodb: build condition: %w", err)
+	}
+	for _, item := range items {
+		if _, set := item[infra.AttrExpiresAt]; set || !isSnapshot(item) {
+			continue
+		}
+		stamped := maps.Clone(item)
+		stamped[infra.AttrExpiresAt] = expiresAt
+		err := retrying(ctx, func() error {
+			_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: stamped,
+				ConditionExpression: cond.Condition(), ExpressionAttributeNames: cond.Names(), ExpressionAttributeValues: cond.Values()})
+			return err
+		})
+		var ccf *types.ConditionalCheckFailedException
+		if err != nil && !errors.As(err, &ccf) { // failed condition: stamped or gone meanwhile
+			return fmt.Errorf("dynamodb: expire snapshot: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -40,8 +40,8 @@ type Store struct {
 	now      func() time.Time
 	seen     *seenCache
 
-	// snapshotTTL, when set, stamps snapshots with an expiry and leaves their deletion to
-	// DynamoDB's TTL, so the writers need no DeleteItem on the events table at all.
+	// snapshotTTL, when set, stamps superseded snapshots with an expiry and leaves their
+	// deletion to DynamoDB's TTL, so the writers need no DeleteItem on the events table.
 	snapshotTTL time.Duration
 }
 
@@ -65,8 +65,9 @@ func WithPageSize(n int32) Option {
 // expected version then checks it with a GetItem.
 func WithSeenStreams(n int) Option { return func(s *Store) { s.seen = newSeenCache(n) } }
 
-// WithSnapshotTTL lets DynamoDB's TTL delete snapshots this long after they were
-// written (the table's TTL attribute must be expiresAt); DeleteSnapshots then does nothing.
+// WithSnapshotTTL lets DynamoDB's TTL delete superseded snapshots this long after they
+// were superseded (the table's TTL attribute must be expiresAt): DeleteSnapshots stamps
+// them with expiresAt instead of deleting them, and the newest snapshot never expires.
 func WithSnapshotTTL(d time.Duration) Option { return func(s *Store) { s.snapshotTTL = d } }
 
 // New returns a store over the events table.
