@@ -224,11 +224,8 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if s.nested(ctx) {
 		return ErrNested
 	}
-	if !validStream(snap.Stream) {
-		return eventstore.Invalid("snapshot of an invalid stream %q", snap.Stream.Key())
-	}
-	if snap.Version < 1 {
-		return eventstore.Invalid("snapshot of %s at version %d covers no event", snap.Stream, snap.Version)
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
 	}
 	raw, err := json.Marshal(snap)
 	if err != nil {

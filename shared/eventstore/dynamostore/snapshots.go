@@ -16,8 +16,8 @@ import (
 )
 
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
-	if !event.ValidID(snap.Stream.Type) || !event.ValidID(snap.Stream.ID) || snap.Version < 1 {
-		return eventstore.Invalid("snapshot of %s at version %d", snap.Stream, snap.Version)
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
 	}
 	var expiresAt int64
 	if s.snapshotTTL > 0 {

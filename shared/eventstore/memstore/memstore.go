@@ -150,6 +150,9 @@ func (s *Store) Head(ctx context.Context) (uint64, error) {
 }
 
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := snap.Stream.Key()
