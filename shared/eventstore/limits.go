@@ -236,3 +236,23 @@ func SameEvents(stored, drafts []event.Event) bool {
 	}
 	return true
 }
+
+// CheckFilter validates a query's filter values against the rules of what can be stored:
+// a value no event can hold would otherwise be an error on one backend (a DynamoDB key
+// attribute over its limit) and an empty result on another.
+func CheckFilter(f Filter) error {
+	bad := func(field, reason string) error { return &FieldError{Event: -1, Field: field, Reason: reason} }
+	switch {
+	case f.EventType != "" && !event.ValidID(f.EventType):
+		return bad("eventType", idRule)
+	case f.AggregateType != "" && !event.ValidID(f.AggregateType):
+		return bad("aggregateType", idRule)
+	case f.CorrelationID != "" && !validTraceID(f.CorrelationID):
+		return bad("correlationId", traceRule)
+	case !f.Since.IsZero() && !validTime(f.Since):
+		return bad("since", "must be within the years 1–9999")
+	case !f.Until.IsZero() && !validTime(f.Until):
+		return bad("until", "must be within the years 1–9999")
+	}
+	return nil
+}

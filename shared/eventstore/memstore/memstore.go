@@ -106,6 +106,9 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if err := ctx.Err(); err != nil {
 		return eventstore.Page{}, err
 	}
+	if err := eventstore.CheckFilter(f); err != nil {
+		return eventstore.Page{}, err
+	}
 	var c cursor
 	if f.Cursor != "" {
 		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {

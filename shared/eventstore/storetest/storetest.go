@@ -53,6 +53,7 @@ func Run(t *testing.T, newBackend Constructor) {
 		{"QueryPaging", testQueryPaging},
 		{"QueryTimeWindow", testQueryTimeWindow},
 		{"QueryBadCursor", testQueryBadCursor},
+		{"QueryFilterLimits", testQueryFilterLimits},
 		{"Snapshots", testSnapshots},
 		{"SnapshotsAsOf", testSnapshotsAsOf},
 		{"Feed", testFeed},
@@ -765,6 +766,29 @@ func testQueryBadCursor(t *testing.T, b eventstore.Backend) {
 	_, err := b.Query(ctx(t), eventstore.Filter{EventType: "X", Cursor: "%%%not-a-cursor"})
 	if !errors.Is(err, eventstore.ErrInvalid) {
 		t.Fatalf("malformed cursor: err = %v, want ErrInvalid", err)
+	}
+}
+
+// testQueryFilterLimits: a filter value no event can hold is the same typed error on
+// every backend (on DynamoDB it would be a key attribute over its limit).
+func testQueryFilterLimits(t *testing.T, b eventstore.Backend) {
+	for _, tc := range []struct {
+		name  string
+		f     eventstore.Filter
+		field string
+	}{
+		{"correlation id over a DynamoDB key", eventstore.Filter{CorrelationID: strings.Repeat("c", 2049)}, "correlationId"},
+		{"correlation id with #", eventstore.Filter{CorrelationID: "a#b"}, "correlationId"},
+		{"event type over a DynamoDB key", eventstore.Filter{EventType: strings.Repeat("t", 2049)}, "eventType"},
+		{"event type with NUL", eventstore.Filter{EventType: "A\x00"}, "eventType"},
+		{"aggregate type with #", eventstore.Filter{AggregateType: "A#B"}, "aggregateType"},
+		{"since after 9999", eventstore.Filter{EventType: "X", Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "since"},
+	} {
+		_, err := b.Query(ctx(t), tc.f)
+		var fe *eventstore.FieldError
+		if !errors.Is(err, eventstore.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: err = %v, want a *eventstore.FieldError for %s", tc.name, err, tc.field)
+		}
 	}
 }
 
