@@ -112,6 +112,8 @@ func TestMain(m *testing.M) {
 		crashChild(os.Getenv(childPathEnv))
 	case "open":
 		openChild(os.Getenv(childPathEnv))
+	case "fsync":
+		fsyncChild(os.Getenv(childPathEnv))
 	}
 	os.Exit(m.Run())
 }
