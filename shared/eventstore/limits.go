@@ -109,8 +109,10 @@ func CheckAppend(s Stream, events []event.Event) error {
 			}
 			seen[e.EventID] = true
 		}
-		if len(e.Payload) > 0 && !json.Valid(e.Payload) {
-			return Invalid("payload of %s is not valid JSON", e.EventType)
+		if len(e.Payload) > 0 {
+			if reason := checkJSON(e.Payload); reason != "" {
+				return &FieldError{Event: i, Field: "payload", Reason: reason}
+			}
 		}
 		n := EncodedSize(e)
 		if n > MaxEventBytes {
@@ -208,10 +210,76 @@ func CheckSnapshot(snap Snapshot) error {
 		return bad("timestamp", "must be within the years 1–9999")
 	case len(snap.State) > MaxSnapshotBytes:
 		return &LimitError{What: "snapshot size", Limit: MaxSnapshotBytes, Got: len(snap.State)}
-	case !json.Valid(snap.State):
-		return bad("state", "must be JSON")
+	}
+	if reason := checkJSON(snap.State); reason != "" {
+		return bad("state", reason)
 	}
 	return nil
+}
+
+// checkJSON returns why raw is not JSON every backend stores as given, or "". Beyond
+// json.Valid: UTF-8 (DynamoDB strings and PostgreSQL text require it; Go's JSON scanner
+// does not check), and no \u0000 or unpaired UTF-16 surrogate escapes, which
+// PostgreSQL's jsonb refuses.
+func checkJSON(raw []byte) string {
+	switch {
+	case !json.Valid(raw):
+		return "must be JSON"
+	case !utf8.Valid(raw):
+		return "must be UTF-8"
+	}
+	// Outside strings valid JSON has no backslash, so every backslash starts an escape.
+	pendingHigh := false
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			if pendingHigh {
+				return "must not hold an unpaired UTF-16 surrogate escape"
+			}
+			continue
+		}
+		i++
+		if raw[i] != 'u' {
+			if pendingHigh {
+				return "must not hold an unpaired UTF-16 surrogate escape"
+			}
+			continue
+		}
+		var r rune
+		for _, c := range raw[i+1 : i+5] {
+			r <<= 4
+			switch {
+			case c >= '0' && c <= '9':
+				r |= rune(c - '0')
+			case c >= 'a' && c <= 'f':
+				r |= rune(c-'a') + 10
+			default:
+				r |= rune(c-'A') + 10
+			}
+		}
+		i += 4
+		switch {
+		case r == 0:
+			return "must not hold \\u0000 (PostgreSQL's jsonb cannot store it)"
+		case r >= 0xd800 && r <= 0xdbff:
+			if pendingHigh {
+				return "must not hold an unpaired UTF-16 surrogate escape"
+			}
+			pendingHigh = true
+		case r >= 0xdc00 && r <= 0xdfff:
+			if !pendingHigh {
+				return "must not hold an unpaired UTF-16 surrogate escape"
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				return "must not hold an unpaired UTF-16 surrogate escape"
+			}
+		}
+	}
+	if pendingHigh {
+		return "must not hold an unpaired UTF-16 surrogate escape"
+	}
+	return ""
 }
 
 // EncodedSize is the size of the event's JSON envelope, the measure all limits use.

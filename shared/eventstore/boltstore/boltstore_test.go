@@ -198,19 +198,28 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 			t.Fatal(err)
 		}
 		acked := make([]int64, crashWriters)
-		read := make(chan struct{})
+		read, first := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(read)
+			var once sync.Once
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				var w int
 				var v int64
 				if _, err := fmt.Sscanf(sc.Text(), "%d %d", &w, &v); err == nil && w < crashWriters {
 					acked[w] = max(acked[w], v)
+					once.Do(func() { close(first) })
 				}
 			}
 		}()
-		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
+		// The random moment is counted from the first acknowledgement, not from the
+		// start: a loaded machine may take longer than any fixed delay to get there.
+		select {
+		case <-first:
+		case <-read:
+		case <-time.After(time.Minute):
+		}
+		time.Sleep(time.Duration(rand.IntN(600)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-read
 		_ = cmd.Wait()

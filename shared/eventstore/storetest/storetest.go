@@ -545,6 +545,10 @@ func testKeyFieldLimits(t *testing.T, b eventstore.Backend) {
 		{"schema version beyond int32", "schemaVersion", func(e *event.Event) { e.SchemaVersion = math.MaxInt32 + 1 }},
 		{"negative schema version", "schemaVersion", func(e *event.Event) { e.SchemaVersion = -1 }},
 		{"timestamp after 9999", "timestamp", func(e *event.Event) { e.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		// Not keys, but typed storage: PostgreSQL's jsonb and DynamoDB's strings.
+		{"payload with \\u0000", "payload", func(e *event.Event) { e.Payload = json.RawMessage(`{"a":"x\u0000y"}`) }},
+		{"payload with a lone surrogate", "payload", func(e *event.Event) { e.Payload = json.RawMessage(`{"a":"\ud83d"}`) }},
+		{"payload not UTF-8", "payload", func(e *event.Event) { e.Payload = json.RawMessage("{\"a\":\"\xff\"}") }},
 	} {
 		bad := draft(typ, 2)
 		tc.edit(&bad)
@@ -584,13 +588,15 @@ func testKeyFieldLimits(t *testing.T, b eventstore.Backend) {
 		Source:        strings.Repeat("s", eventstore.MaxActorBytes),
 	}
 	edge.SchemaVersion = math.MaxInt32
+	edge.Payload = json.RawMessage(`{"s":"\ud83d\ude00 \\u0000 é","n":1}`) // a pair, an escaped backslash, UTF-8
 	edge.Timestamp = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
 	out := mustAppend(t, b, s, 1, edge)
 	assertVersions(t, out, 2)
 	for _, f := range []eventstore.Filter{{CorrelationID: edge.Metadata.CorrelationID}, {EventType: edge.EventType}} {
 		got := queryAll(t, b, f)
 		if len(got) != 1 || got[0].EventID != edge.EventID || got[0].Metadata != edge.Metadata ||
-			got[0].SchemaVersion != edge.SchemaVersion || !got[0].Timestamp.Equal(edge.Timestamp) {
+			got[0].SchemaVersion != edge.SchemaVersion || !got[0].Timestamp.Equal(edge.Timestamp) ||
+			!jsonEqual(got[0].Payload, edge.Payload) {
 			t.Errorf("query %+v: %+v, want the event at the limits as appended", f, got)
 		}
 	}
@@ -613,6 +619,7 @@ func testSnapshotLimits(t *testing.T, b eventstore.Backend) {
 		{"state version beyond int32", "stateVersion", func(x *eventstore.Snapshot) { x.StateVersion = math.MaxInt32 + 1 }},
 		{"no state", "state", func(x *eventstore.Snapshot) { x.State = nil }},
 		{"state not JSON", "state", func(x *eventstore.Snapshot) { x.State = json.RawMessage(`{"a":`) }},
+		{"state with \\u0000", "state", func(x *eventstore.Snapshot) { x.State = json.RawMessage(`{"a":"\u0000"}`) }},
 		{"timestamp after 9999", "timestamp", func(x *eventstore.Snapshot) { x.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"state too large", "", func(x *eventstore.Snapshot) {
 			x.State = json.RawMessage(`"` + strings.Repeat("x", eventstore.MaxSnapshotBytes) + `"`)
