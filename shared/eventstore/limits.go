@@ -39,9 +39,10 @@ const (
 	MaxActorBytes = 256
 )
 
-// FieldError reports a field no backend could store as given: too long for the keys or
-// indexes it goes into, or holding characters they reserve. Nothing was written. It is an
-// ErrInvalid (errors.Is), so the HTTP edge answers 400.
+// FieldError reports a field some backend could not store as given: too long for the
+// keys or indexes it goes into, holding characters they reserve, or outside what a
+// backend's typed storage holds (int columns, four-digit years, jsonb). Nothing was
+// written. It is an ErrInvalid (errors.Is), so the HTTP edge answers 400.
 type FieldError struct {
 	Event  int    // index of the event within the append; -1 for the stream or a snapshot
 	Field  string // JSON name: "eventId", "metadata.correlationId", "aggregateId", ...
