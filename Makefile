@@ -19,7 +19,7 @@ test-unit:
 # Every test, emulators included: installs what is missing, then runs the whole suite
 # with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL
 # themselves (shared/emulator) and fail, never skip, when one cannot start.
-test: vet emulators test-unit
+test: vet emulators strace test-unit
 
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
@@ -29,7 +29,7 @@ bench: ## benchmarks; figures go into the README
 # localstack/package-lock.json (DynamoDB Local, fauxqs, and Node 22 for fauxqs), Java 17+
 # for DynamoDB Local, PostgreSQL from Debian. Tests start and stop the servers themselves
 # (shared/emulator); emulators-start keeps DynamoDB Local and fauxqs running for programs.
-.PHONY: emulators java postgresql npm run-emulated emulators-start emulators-status emulators-stop
+.PHONY: emulators java postgresql npm strace run-emulated emulators-start emulators-status emulators-stop
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
@@ -50,6 +50,11 @@ npm:
 java:
 	@v="$$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"; \
 	case "$$v" in ""|1.*|9|1[0-6]) $(APT_INSTALL) openjdk-17-jre-headless ;; esac
+
+# The embedded store's durability test traces its child's fsyncs with strace
+# (shared/eventstore/boltstore/durability_test.go); it fails without it.
+strace:
+	@command -v strace >/dev/null || ($(APT_INSTALL) strace)
 
 postgresql:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

@@ -95,7 +95,7 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 // HeaderActor takes the actor from X-Actor, "anonymous" without one: for the local
 // server only, which has no authorizer.
 func HeaderActor(r *http.Request) string {
-	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= 256 {
+	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= eventstore.MaxActorBytes {
 		return a
 	}
 	return "anonymous"

@@ -13,9 +13,15 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/event"
+	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
 
-var headerValue = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// headerValue is the rule for X-Correlation-Id and x-ecm-causation: a subset of what the
+// store accepts for correlation and causation ids (eventstore.ValidTraceID), so a value
+// the API lets through is never refused by a backend.
+var headerValue = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:-]{1,%d}$`, eventstore.MaxTraceIDBytes))
+
+var headerRule = fmt.Sprintf("must be 1–%d characters of A-Z a-z 0-9 . _ : -", eventstore.MaxTraceIDBytes)
 
 type recorder struct {
 	http.ResponseWriter
@@ -43,8 +49,12 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// A malformed correlation id is refused rather than replaced: the client would
+		// otherwise look for its requests under an id nothing was stored with. The
+		// refusal itself carries a generated one, for the log.
 		corr := r.Header.Get("X-Correlation-Id")
-		if !headerValue.MatchString(corr) {
+		badCorr := corr != "" && !headerValue.MatchString(corr)
+		if corr == "" || badCorr {
 			corr = event.NewID()
 		}
 		w.Header().Set("X-Correlation-Id", corr)
@@ -60,6 +70,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			s.Logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 				"ms", float64(time.Since(start).Microseconds())/1000, "correlationId", corr)
 		}()
+		if badCorr {
+			s.writeError(rec, r, errBadRequest("X-Correlation-Id %s", headerRule))
+			return
+		}
 		if key := r.Header.Get("Idempotency-Key"); key != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.idempotent(rec, r, key, next)
 			return

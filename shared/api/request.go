@@ -122,7 +122,7 @@ func (s *Server) CommandOptions(r *http.Request) (aggregate.Options, error) {
 	}
 	causation := r.Header.Get("x-ecm-causation")
 	if causation != "" && !headerValue.MatchString(causation) {
-		return aggregate.Options{}, errBadRequest("x-ecm-causation must be 1–128 characters of A-Z a-z 0-9 . _ : -")
+		return aggregate.Options{}, errBadRequest("x-ecm-causation %s", headerRule)
 	}
 	seed, _ := r.Context().Value(idempotencyKey).(string)
 	return aggregate.Options{

@@ -10,6 +10,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // ErrConflict reports that a concurrent Update touched the same documents; Update retries
@@ -46,3 +49,40 @@ const MaxUpdateWrites = 90
 
 // ErrTooManyWrites is returned when one Update writes more than MaxUpdateWrites documents.
 var ErrTooManyWrites = errors.New("docstore: too many writes in one update")
+
+// Limits of collection names and document keys, which every backend uses as keys:
+// DynamoDB's read-model table (pk = collection ≤ 2048 bytes, sk = key ≤ 1024 bytes),
+// PostgreSQL's (collection, key) primary key (a B-tree row of at most ~2700 bytes),
+// bbolt (a bucket per collection, keys ≤ 32 KB). Both must be valid UTF-8 without NUL:
+// DynamoDB strings are UTF-8 and PostgreSQL text cannot hold NUL.
+const (
+	MaxCollectionBytes = 255
+	MaxKeyBytes        = 1024
+)
+
+// ErrInvalidKey is returned for a collection name or document key outside those limits,
+// by every backend and before anything is read or written.
+var ErrInvalidKey = errors.New("docstore: invalid collection or document key")
+
+// CheckKey validates a collection name and a document key.
+func CheckKey(collection, key string) error {
+	if err := CheckCollection(collection); err != nil {
+		return err
+	}
+	if !valid(key, MaxKeyBytes) {
+		return fmt.Errorf("%w: key of %d bytes in %q: must be 1–%d bytes of UTF-8 without NUL", ErrInvalidKey, len(key), collection, MaxKeyBytes)
+	}
+	return nil
+}
+
+// CheckCollection validates a collection name.
+func CheckCollection(collection string) error {
+	if !valid(collection, MaxCollectionBytes) {
+		return fmt.Errorf("%w: collection name of %d bytes: must be 1–%d bytes of UTF-8 without NUL", ErrInvalidKey, len(collection), MaxCollectionBytes)
+	}
+	return nil
+}
+
+func valid(s string, max int) bool {
+	return len(s) > 0 && len(s) <= max && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}

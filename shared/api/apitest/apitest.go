@@ -261,6 +261,15 @@ func testErrors(t *testing.T, c *Client) {
 		{"stale x-ecm-version", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"x-ecm-version", "0"}, 409, "version_conflict"},
 		{"bad If-Match", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"If-Match", "yesterday"}, 400, "invalid_request"},
 		{"bad causation", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"x-ecm-causation", "a b"}, 400, "invalid_request"},
+		// Key-bound metadata beyond the store's limits is refused by the API, or by the
+		// store with the same typed error on every backend: never a 500.
+		{"long causation", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"x-ecm-causation", strings.Repeat("c", 129)}, 400, "invalid_request"},
+		{"long correlation id", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 129)}, 400, "invalid_request"},
+		{"40 KB correlation id", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 40<<10)}, 400, "invalid_request"},
+		{"correlation id with #", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", "req#1"}, 400, "invalid_request"},
+		{"actor not UTF-8", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Actor", "bob\xff"}, 400, "invalid_request"},
+		{"query by a correlation id over a key", "GET", "/events?correlationId=" + strings.Repeat("c", 2049), nil, nil, 400, "invalid_request"},
+		{"query by an event type with #", "GET", "/events?eventType=a%23b", nil, nil, 400, "invalid_request"},
 		{"bad as-of", "GET", p + "?asOf=yesterday", nil, nil, 400, "invalid_request"},
 		{"bad as-of header", "GET", p, nil, []string{"x-ecm-as-of", "2024-13-45"}, 400, "invalid_request"},
 		{"bad limit", "GET", "/events?aggregateType=BankAccount&limit=0", nil, nil, 400, "invalid_request"},
@@ -368,6 +377,13 @@ func testMetadata(t *testing.T, c *Client) {
 	q := c.Must(200, "GET", "/events?correlationId="+corr, nil)
 	if evs, _ := q.Body["events"].([]any); len(evs) != 1 {
 		t.Fatalf("events by correlation id: %s", q.Raw)
+	}
+	// A correlation id at the limit is stored and found on every backend.
+	long := (ID("corr") + strings.Repeat("x", 128))[:128]
+	c.Must(200, "POST", p+"/deposit", map[string]any{"amount": 1}, "X-Correlation-Id", long)
+	q = c.Must(200, "GET", "/events?correlationId="+long, nil)
+	if evs, _ := q.Body["events"].([]any); len(evs) != 1 {
+		t.Fatalf("events by a correlation id of 128 characters: %s", q.Raw)
 	}
 }
 

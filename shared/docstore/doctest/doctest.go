@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,7 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ConcurrentCreateOnce", testCreateOnce},
 		{"ListAndDeleteCollection", testListAndDeleteCollection},
 		{"ManyWrites", testManyWrites},
+		{"KeyLimits", testKeyLimits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -288,5 +290,83 @@ func testManyWrites(t *testing.T, s docstore.Store) {
 	}
 	if d, _ := mustGet(t, s, c, "0"); d.N != 0 {
 		t.Fatal("rejected update wrote something")
+	}
+}
+
+// testKeyLimits: a collection name or key some backend cannot use as a key is refused by
+// every backend, by each operation, before anything is read or written; a failed Put
+// aborts its update. At the limits every backend stores and lists the document.
+func testKeyLimits(t *testing.T, s docstore.Store) {
+	c := coll("keys")
+	for _, tc := range []struct{ name, coll, key string }{
+		{"empty key", c, ""},
+		{"key over a DynamoDB sort key", c, strings.Repeat("k", docstore.MaxKeyBytes+1)},
+		{"key over a bbolt key", c, strings.Repeat("k", 40<<10)},
+		{"key with NUL", c, "a\x00b"},
+		{"key not UTF-8", c, "a\xffb"},
+		{"empty collection", "", "a"},
+		{"long collection", strings.Repeat("c", docstore.MaxCollectionBytes+1), "a"},
+		{"collection with NUL", c + "\x00", "a"},
+	} {
+		type keyOp struct {
+			op string
+			fn func() error
+		}
+		ops := []keyOp{
+			{"Put", func() error {
+				return s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+					if err := tx.Put(ctx, c, "good", doc{N: 1}); err != nil {
+						return err
+					}
+					return tx.Put(ctx, tc.coll, tc.key, doc{N: 2})
+				})
+			}},
+			{"Delete", func() error {
+				return s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+					if err := tx.Put(ctx, c, "good", doc{N: 1}); err != nil {
+						return err
+					}
+					return tx.Delete(ctx, tc.coll, tc.key)
+				})
+			}},
+			{"Tx.Get", func() error {
+				return s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+					_, err := tx.Get(ctx, tc.coll, tc.key, &doc{})
+					return err
+				})
+			}},
+			{"Get", func() error { _, err := s.Get(bg(), tc.coll, tc.key, &doc{}); return err }},
+		}
+		if tc.key == "a" { // a bad collection name: the collection-wide operations too
+			ops = append(ops,
+				keyOp{"List", func() error { return s.List(bg(), tc.coll, func(string, json.RawMessage) error { return nil }) }},
+				keyOp{"DeleteCollection", func() error { return s.DeleteCollection(bg(), tc.coll) }})
+		}
+		for _, o := range ops {
+			if err := o.fn(); !errors.Is(err, docstore.ErrInvalidKey) {
+				t.Errorf("%s: %s: err = %v, want ErrInvalidKey", tc.name, o.op, err)
+			}
+		}
+	}
+	var n int
+	if err := s.List(bg(), c, func(string, json.RawMessage) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("refused updates left %d documents (%v)", n, err)
+	}
+
+	long := (coll("lim") + strings.Repeat("c", docstore.MaxCollectionBytes))[:docstore.MaxCollectionBytes]
+	key := strings.Repeat("é", docstore.MaxKeyBytes/2)
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Put(ctx, long, key, doc{N: 7}) })
+	if err != nil {
+		t.Fatalf("put at the limits: %v", err)
+	}
+	if d, ok := mustGet(t, s, long, key); !ok || d.N != 7 {
+		t.Fatalf("get at the limits: %+v %v", d, ok)
+	}
+	var keys []string
+	if err := s.List(bg(), long, func(k string, _ json.RawMessage) error { keys = append(keys, k); return nil }); err != nil || len(keys) != 1 || keys[0] != key {
+		t.Fatalf("list at the limits: %d keys, %v", len(keys), err)
+	}
+	if err := s.DeleteCollection(bg(), long); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -67,6 +67,7 @@ type Store struct {
 	db          *bolt.DB
 	now         func() time.Time
 	lockTimeout time.Duration
+	noSync      bool // tests only (export_test.go): commits skip fsync, to prove the durability test catches it
 	batcher     *groupcommit.Batcher[*request]
 	closing     sync.Once
 
@@ -105,7 +106,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// NoFreelistSync: the freelist is rebuilt on open instead of written on every commit,
 	// which removes pages from every fsync; durability of the data is unchanged. NoSync
 	// stays false: every commit is fsynced before Append returns.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: s.lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: s.lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		NoSync: s.noSync})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}

@@ -3,7 +3,6 @@ package boltstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -20,9 +19,8 @@ func (s *Store) Docs() docstore.Store { return s }
 // A collection is a bucket of its own, so DeleteCollection is one bucket deletion.
 func docBucket(coll string) []byte { return []byte("d:" + coll) }
 
-// ErrInvalidKey is returned by a Put or Delete whose document key bbolt cannot store
-// (empty, or over 32 KB with its collection name).
-var ErrInvalidKey = errors.New("boltstore: invalid document key")
+// ErrInvalidKey is docstore.ErrInvalidKey, under the name this package used for it.
+var ErrInvalidKey = docstore.ErrInvalidKey
 
 // updateReq is a document update waiting for the committer.
 type updateReq struct {
@@ -43,6 +41,9 @@ type docTx struct {
 }
 
 func (t *docTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	raw, buffered := t.writes[docKey{coll, key}]
 	if !buffered {
 		if b := t.tx.Bucket(docBucket(coll)); b != nil {
@@ -68,12 +69,12 @@ func (t *docTx) Put(_ context.Context, coll, key string, v any) error {
 
 func (t *docTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
 
-// write checks here what bbolt would refuse at commit, so the caller's function sees it.
-// MaxUpdateWrites counts distinct documents, as on DynamoDB, where one transaction writes
-// an item once.
+// write checks here what any backend would refuse at commit, so the caller's function
+// sees it. MaxUpdateWrites counts distinct documents, as on DynamoDB, where one
+// transaction writes an item once.
 func (t *docTx) write(coll, key string, raw json.RawMessage) error {
-	if key == "" || len(key) > bolt.MaxKeySize || len(docBucket(coll)) > bolt.MaxKeySize {
-		return fmt.Errorf("%w: document key of %d bytes in a collection name of %d", ErrInvalidKey, len(key), len(coll))
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return err
 	}
 	k := docKey{coll, key}
 	if _, ok := t.writes[k]; !ok {
@@ -158,6 +159,9 @@ func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawM
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	var keys []string
 	var vals []json.RawMessage
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -188,6 +192,9 @@ func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
 	}
 	if s.nested(ctx) {
 		return ErrNested
+	}
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
 	}
 	return wrap(s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(docBucket(coll)) == nil {

@@ -112,6 +112,9 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if err := ctx.Err(); err != nil {
 		return eventstore.Page{}, err
 	}
+	if err := eventstore.CheckFilter(f); err != nil {
+		return eventstore.Page{}, err
+	}
 	var c cursor
 	if f.Cursor != "" {
 		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
@@ -224,11 +227,8 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if s.nested(ctx) {
 		return ErrNested
 	}
-	if !validStream(snap.Stream) {
-		return eventstore.Invalid("snapshot of an invalid stream %q", snap.Stream.Key())
-	}
-	if snap.Version < 1 {
-		return eventstore.Invalid("snapshot of %s at version %d covers no event", snap.Stream, snap.Version)
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
 	}
 	raw, err := json.Marshal(snap)
 	if err != nil {

@@ -82,6 +82,9 @@ type ddbTx struct {
 }
 
 func (t *ddbTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	k := docKey{coll, key}
 	if raw, ok := t.writes[k]; ok {
 		if raw == nil {
@@ -116,6 +119,9 @@ func (t *ddbTx) Delete(_ context.Context, coll, key string) error {
 }
 
 func (t *ddbTx) write(k docKey, raw json.RawMessage) error {
+	if err := docstore.CheckKey(k.coll, k.key); err != nil {
+		return err
+	}
 	if _, ok := t.writes[k]; !ok {
 		if len(t.writes) >= docstore.MaxUpdateWrites {
 			return docstore.ErrTooManyWrites
@@ -297,6 +303,9 @@ func (d *Docs) Update(ctx context.Context, fn func(context.Context, docstore.Tx)
 }
 
 func (d *Docs) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	rs, err := d.read(ctx, docKey{coll, key})
 	if err != nil || !rs.exists {
 		return false, err
@@ -337,6 +346,9 @@ func (d *Docs) query(ctx context.Context, coll string, keysOnly bool, fn func([]
 }
 
 func (d *Docs) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	return d.query(ctx, coll, false, func(items []map[string]types.AttributeValue) error {
 		for _, item := range items {
 			var it docItem
@@ -352,6 +364,9 @@ func (d *Docs) List(ctx context.Context, coll string, fn func(string, json.RawMe
 }
 
 func (d *Docs) DeleteCollection(ctx context.Context, coll string) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	var keys []map[string]types.AttributeValue
 	err := d.query(ctx, coll, true, func(items []map[string]types.AttributeValue) error {
 		keys = append(keys, items...)

@@ -45,6 +45,9 @@ func index(f eventstore.Filter) (name, hashAttr, hash string, err error) {
 // Query pages through one GSI in time order (tk = timestamp, stream key, version). Store
 // timestamps increase within a stream, so each stream comes in version order.
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
+	if err := eventstore.CheckFilter(f); err != nil {
+		return eventstore.Page{}, err
+	}
 	idx, hashAttr, hash, err := index(f)
 	if err != nil {
 		return eventstore.Page{}, err

@@ -22,8 +22,8 @@ import (
 // than the TTL would replay its whole stream. Superseded snapshots get their expiry
 // from DeleteSnapshots.
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
-	if !event.ValidID(snap.Stream.Type) || !event.ValidID(snap.Stream.ID) || snap.Version < 1 {
-		return eventstore.Invalid("snapshot of %s at version %d", snap.Stream, snap.Version)
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
 	}
 	item, err := marshalSnapshot(snap, 0)
 	if err != nil {

@@ -28,6 +28,9 @@ type memTx struct {
 }
 
 func (t *memTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	raw, ok := t.writes[[2]string{coll, key}]
 	if !ok {
 		raw, ok = t.d.data[coll][key]
@@ -49,6 +52,9 @@ func (t *memTx) Put(_ context.Context, coll, key string, v any) error {
 func (t *memTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
 
 func (t *memTx) write(coll, key string, raw json.RawMessage) error {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return err
+	}
 	k := [2]string{coll, key}
 	if _, ok := t.writes[k]; !ok {
 		t.n++
@@ -84,6 +90,9 @@ func (d *Docs) Update(ctx context.Context, fn func(context.Context, docstore.Tx)
 }
 
 func (d *Docs) Get(_ context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	d.mu.Lock()
 	raw, ok := d.data[coll][key]
 	d.mu.Unlock()
@@ -94,6 +103,9 @@ func (d *Docs) Get(_ context.Context, coll, key string, dst any) (bool, error) {
 }
 
 func (d *Docs) List(_ context.Context, coll string, fn func(string, json.RawMessage) error) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	keys := make([]string, 0, len(d.data[coll]))
 	for k := range d.data[coll] {
@@ -114,6 +126,9 @@ func (d *Docs) List(_ context.Context, coll string, fn func(string, json.RawMess
 }
 
 func (d *Docs) DeleteCollection(_ context.Context, coll string) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.data, coll)

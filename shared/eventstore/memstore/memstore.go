@@ -138,6 +138,9 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if err := ctx.Err(); err != nil {
 		return eventstore.Page{}, err
 	}
+	if err := eventstore.CheckFilter(f); err != nil {
+		return eventstore.Page{}, err
+	}
 	var c cursor
 	if f.Cursor != "" {
 		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
@@ -182,6 +185,9 @@ func (s *Store) Head(ctx context.Context) (uint64, error) {
 }
 
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := snap.Stream.Key()

@@ -26,6 +26,9 @@ type pgTx struct {
 }
 
 func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	var raw []byte
 	err := t.tx.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -37,7 +40,11 @@ func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error)
 	return true, json.Unmarshal(raw, dst)
 }
 
+// count checks the key and counts the document towards MaxUpdateWrites.
 func (t *pgTx) count(coll, key string) error {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return err
+	}
 	k := [2]string{coll, key}
 	if !t.writes[k] {
 		t.writes[k] = true
@@ -112,6 +119,9 @@ func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx
 }
 
 func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, err
+	}
 	var raw []byte
 	err := s.pool.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -126,6 +136,9 @@ func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error
 // List reads the whole collection before calling fn, so that fn may itself use the
 // store without holding a pooled connection.
 func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	rows, err := s.pool.Query(ctx, "SELECT key, doc FROM documents WHERE collection = $1 ORDER BY key", coll)
 	if err != nil {
 		return classify(fmt.Errorf("pgstore: list %s: %w", coll, err))
@@ -156,6 +169,9 @@ func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawM
 }
 
 func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
 	if _, err := s.pool.Exec(ctx, "DELETE FROM documents WHERE collection = $1", coll); err != nil {
 		return classify(fmt.Errorf("pgstore: delete collection %s: %w", coll, err))
 	}

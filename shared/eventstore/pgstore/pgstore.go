@@ -159,6 +159,13 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	// An append is acknowledged when its commit returns, which means durable only if the
+	// commit waited for the WAL flush: whatever the database's or role's default (off is a
+	// common bulk-load tuning), the store's sessions wait. A DSN parameter or
+	// WithPoolConfig that sets synchronous_commit is an explicit choice and wins.
+	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
 	for _, fn := range cfg.poolConfig {
 		fn(pcfg)
 	}

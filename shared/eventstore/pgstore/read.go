@@ -73,6 +73,9 @@ type cursor struct {
 }
 
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
+	if err := eventstore.CheckFilter(f); err != nil {
+		return eventstore.Page{}, err
+	}
 	var c cursor
 	if f.Cursor != "" {
 		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {

@@ -13,6 +13,9 @@ import (
 )
 
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+	if err := eventstore.CheckSnapshot(snap); err != nil {
+		return err
+	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO snapshots (aggregate_type, aggregate_id, version, state_version, ts, state)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aggregate_type, aggregate_id, version)
 		DO UPDATE SET state_version = EXCLUDED.state_version, ts = EXCLUDED.ts, state = EXCLUDED.state`,

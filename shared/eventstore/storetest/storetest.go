@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,10 +49,13 @@ func Run(t *testing.T, newBackend Constructor) {
 		{"LoadUntil", testLoadUntil},
 		{"Limits", testLimits},
 		{"InvalidInput", testInvalidInput},
+		{"KeyFieldLimits", testKeyFieldLimits},
+		{"SnapshotLimits", testSnapshotLimits},
 		{"QueryFilters", testQueryFilters},
 		{"QueryPaging", testQueryPaging},
 		{"QueryTimeWindow", testQueryTimeWindow},
 		{"QueryBadCursor", testQueryBadCursor},
+		{"QueryFilterLimits", testQueryFilterLimits},
 		{"Snapshots", testSnapshots},
 		{"SnapshotsAsOf", testSnapshotsAsOf},
 		{"Feed", testFeed},
@@ -570,6 +574,160 @@ func testInvalidInput(t *testing.T, b eventstore.Backend) {
 	}
 }
 
+// testKeyFieldLimits: every field a backend puts into a key or an index (or a typed
+// column) is checked before anything is written, with the same typed error on every
+// backend. The bad event comes second, after a good one, so a backend that wrote as it
+// went would leave the first behind. At the limits, every backend stores and finds it.
+func testKeyFieldLimits(t *testing.T, b eventstore.Backend) {
+	s := stream("keys")
+	typ := unique("Keyed")
+	seed := draft(typ, 0)
+	seed.Metadata.CorrelationID = unique("corr")
+	mustAppend(t, b, s, eventstore.NoStream, seed)
+	var feedHead uint64
+	feed, hasFeed := b.(eventstore.Feed)
+	if hasFeed {
+		var err error
+		if feedHead, err = feed.Head(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	long := func(n int) string { return strings.Repeat("a", n) }
+	badCorr := unique("badcorr")
+	for _, tc := range []struct {
+		name  string
+		field string
+		edit  func(*event.Event)
+	}{
+		{"event id too long", "eventId", func(e *event.Event) { e.EventID = long(eventstore.MaxTypeLength + 1) }},
+		{"event id with #", "eventId", func(e *event.Event) { e.EventID = "a#b" }},
+		{"event id with NUL", "eventId", func(e *event.Event) { e.EventID = "a\x00b" }},
+		{"event id with space", "eventId", func(e *event.Event) { e.EventID = "a b" }},
+		{"event type too long", "eventType", func(e *event.Event) { e.EventType = long(eventstore.MaxTypeLength + 1) }},
+		{"event type with #", "eventType", func(e *event.Event) { e.EventType = typ + "#x" }},
+		{"event type with NUL", "eventType", func(e *event.Event) { e.EventType = typ + "\x00x" }},
+		{"event type with slash", "eventType", func(e *event.Event) { e.EventType = "a/b" }},
+		{"correlation id too long", "metadata.correlationId", func(e *event.Event) {
+			e.Metadata.CorrelationID = badCorr + long(eventstore.MaxTraceIDBytes)
+		}},
+		{"correlation id over a bbolt key", "metadata.correlationId", func(e *event.Event) {
+			e.Metadata.CorrelationID = badCorr + long(40<<10)
+		}},
+		{"correlation id over a DynamoDB key", "metadata.correlationId", func(e *event.Event) {
+			e.Metadata.CorrelationID = badCorr + long(2049)
+		}},
+		{"correlation id with #", "metadata.correlationId", func(e *event.Event) { e.Metadata.CorrelationID = badCorr + "#1" }},
+		{"correlation id with NUL", "metadata.correlationId", func(e *event.Event) { e.Metadata.CorrelationID = badCorr + "\x00" }},
+		{"correlation id with space", "metadata.correlationId", func(e *event.Event) { e.Metadata.CorrelationID = badCorr + " 1" }},
+		{"correlation id not ASCII", "metadata.correlationId", func(e *event.Event) { e.Metadata.CorrelationID = badCorr + "é" }},
+		{"causation id too long", "metadata.causationId", func(e *event.Event) { e.Metadata.CausationID = long(eventstore.MaxTraceIDBytes + 1) }},
+		{"causation id with #", "metadata.causationId", func(e *event.Event) { e.Metadata.CausationID = "cmd#1" }},
+		{"actor too long", "metadata.actor", func(e *event.Event) { e.Metadata.Actor = long(eventstore.MaxActorBytes + 1) }},
+		{"actor not UTF-8", "metadata.actor", func(e *event.Event) { e.Metadata.Actor = "bob\xff" }},
+		{"actor with NUL", "metadata.actor", func(e *event.Event) { e.Metadata.Actor = "bob\x00" }},
+		{"source too long", "metadata.source", func(e *event.Event) { e.Metadata.Source = long(eventstore.MaxActorBytes + 1) }},
+		{"source not UTF-8", "metadata.source", func(e *event.Event) { e.Metadata.Source = "\xc3" }},
+		{"schema version beyond int32", "schemaVersion", func(e *event.Event) { e.SchemaVersion = math.MaxInt32 + 1 }},
+		{"negative schema version", "schemaVersion", func(e *event.Event) { e.SchemaVersion = -1 }},
+		{"timestamp after 9999", "timestamp", func(e *event.Event) { e.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		// Not keys, but typed storage: PostgreSQL's jsonb and DynamoDB's strings.
+		{"payload with \\u0000", "payload", func(e *event.Event) { e.Payload = json.RawMessage(`{"a":"x\u0000y"}`) }},
+		{"payload with a lone surrogate", "payload", func(e *event.Event) { e.Payload = json.RawMessage(`{"a":"\ud83d"}`) }},
+		{"payload not UTF-8", "payload", func(e *event.Event) { e.Payload = json.RawMessage("{\"a\":\"\xff\"}") }},
+	} {
+		bad := draft(typ, 2)
+		tc.edit(&bad)
+		_, err := b.Append(ctx(t), s, 1, []event.Event{draft(typ, 1), bad})
+		var fe *eventstore.FieldError
+		if !errors.Is(err, eventstore.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tc.field || fe.Event != 1 {
+			t.Errorf("%s: err = %v, want a *eventstore.FieldError for %s of event 1", tc.name, err, tc.field)
+		}
+	}
+
+	// Nothing was written: not to the stream, not to the indexes, not to the feed.
+	assertVersions(t, mustLoad(t, b, s, eventstore.Range{}), 1)
+	if got := queryAll(t, b, eventstore.Filter{EventType: typ}); len(got) != 1 {
+		t.Errorf("query by type finds %d events, want the seed only", len(got))
+	}
+	if hasFeed {
+		evs, err := feed.ReadAll(ctx(t), feedHead, eventstore.MaxPageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.AggregateID == s.ID || strings.HasPrefix(e.Metadata.CorrelationID, badCorr) {
+				t.Errorf("rejected append reached the feed: %s v%d", e.EventType, e.Version)
+			}
+		}
+	}
+
+	// Right at the limits every backend stores the event and finds it by its indexes.
+	u := unique("lim")
+	edge := draft((u + long(eventstore.MaxTypeLength))[:eventstore.MaxTypeLength], 3)
+	edge.EventID = ("id." + u + long(eventstore.MaxTypeLength))[:eventstore.MaxTypeLength]
+	punct := "!\"$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+	edge.Metadata = event.Metadata{
+		CorrelationID: (u + punct + long(eventstore.MaxTraceIDBytes))[:eventstore.MaxTraceIDBytes],
+		CausationID:   (punct + long(eventstore.MaxTraceIDBytes))[:eventstore.MaxTraceIDBytes],
+		Actor:         strings.Repeat("é", eventstore.MaxActorBytes/2),
+		Source:        strings.Repeat("s", eventstore.MaxActorBytes),
+	}
+	edge.SchemaVersion = math.MaxInt32
+	edge.Payload = json.RawMessage(`{"s":"\ud83d\ude00 \\u0000 é","n":1}`) // a pair, an escaped backslash, UTF-8
+	edge.Timestamp = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	out := mustAppend(t, b, s, 1, edge)
+	assertVersions(t, out, 2)
+	for _, f := range []eventstore.Filter{{CorrelationID: edge.Metadata.CorrelationID}, {EventType: edge.EventType}} {
+		got := queryAll(t, b, f)
+		if len(got) != 1 || got[0].EventID != edge.EventID || got[0].Metadata != edge.Metadata ||
+			got[0].SchemaVersion != edge.SchemaVersion || !got[0].Timestamp.Equal(edge.Timestamp) ||
+			!jsonEqual(got[0].Payload, edge.Payload) {
+			t.Errorf("query %+v: %+v, want the event at the limits as appended", f, got)
+		}
+	}
+}
+
+// testSnapshotLimits: a snapshot no backend could store, or could not read back, is
+// refused by every backend before it is written.
+func testSnapshotLimits(t *testing.T, b eventstore.Backend) {
+	s := stream("snaplim")
+	out := mustAppend(t, b, s, eventstore.NoStream, drafts("S", 2)...)
+	good := snapshotOf(s, 2, out[1].Timestamp)
+	for _, tc := range []struct {
+		name  string
+		field string // "" for a *eventstore.LimitError
+		edit  func(*eventstore.Snapshot)
+	}{
+		{"bad aggregate id", "aggregateId", func(x *eventstore.Snapshot) { x.Stream.ID = "a#b" }},
+		{"bad aggregate type", "aggregateType", func(x *eventstore.Snapshot) { x.Stream.Type = "" }},
+		{"version 0", "version", func(x *eventstore.Snapshot) { x.Version = 0 }},
+		{"state version beyond int32", "stateVersion", func(x *eventstore.Snapshot) { x.StateVersion = math.MaxInt32 + 1 }},
+		{"no state", "state", func(x *eventstore.Snapshot) { x.State = nil }},
+		{"state not JSON", "state", func(x *eventstore.Snapshot) { x.State = json.RawMessage(`{"a":`) }},
+		{"state with \\u0000", "state", func(x *eventstore.Snapshot) { x.State = json.RawMessage(`{"a":"\u0000"}`) }},
+		{"timestamp after 9999", "timestamp", func(x *eventstore.Snapshot) { x.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"state too large", "", func(x *eventstore.Snapshot) {
+			x.State = json.RawMessage(`"` + strings.Repeat("x", eventstore.MaxSnapshotBytes) + `"`)
+		}},
+	} {
+		snap := good
+		tc.edit(&snap)
+		err := b.SaveSnapshot(ctx(t), snap)
+		var fe *eventstore.FieldError
+		var le *eventstore.LimitError
+		switch {
+		case tc.field == "" && (!errors.Is(err, eventstore.ErrTooLarge) || !errors.As(err, &le) || le.What != "snapshot size"):
+			t.Errorf("%s: err = %v, want a *eventstore.LimitError for the snapshot size", tc.name, err)
+		case tc.field != "" && (!errors.Is(err, eventstore.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tc.field):
+			t.Errorf("%s: err = %v, want a *eventstore.FieldError for %s", tc.name, err, tc.field)
+		}
+	}
+	if snap, evs, err := b.LoadFromSnapshot(ctx(t), s, eventstore.Range{}); err != nil || snap != nil || len(evs) != 2 {
+		t.Fatalf("after refused snapshots: snapshot %+v, %d events, %v; want none and 2", snap, len(evs), err)
+	}
+}
+
 // seedQuery writes events of two unique types across three streams, with two
 // correlation ids, and returns (typeA, typeB, corr1, aggregateType).
 func seedQuery(t *testing.T, b eventstore.Backend) (string, string, string, string) {
@@ -701,6 +859,29 @@ func testQueryBadCursor(t *testing.T, b eventstore.Backend) {
 	_, err := b.Query(ctx(t), eventstore.Filter{EventType: "X", Cursor: "%%%not-a-cursor"})
 	if !errors.Is(err, eventstore.ErrInvalid) {
 		t.Fatalf("malformed cursor: err = %v, want ErrInvalid", err)
+	}
+}
+
+// testQueryFilterLimits: a filter value no event can hold is the same typed error on
+// every backend (on DynamoDB it would be a key attribute over its limit).
+func testQueryFilterLimits(t *testing.T, b eventstore.Backend) {
+	for _, tc := range []struct {
+		name  string
+		f     eventstore.Filter
+		field string
+	}{
+		{"correlation id over a DynamoDB key", eventstore.Filter{CorrelationID: strings.Repeat("c", 2049)}, "correlationId"},
+		{"correlation id with #", eventstore.Filter{CorrelationID: "a#b"}, "correlationId"},
+		{"event type over a DynamoDB key", eventstore.Filter{EventType: strings.Repeat("t", 2049)}, "eventType"},
+		{"event type with NUL", eventstore.Filter{EventType: "A\x00"}, "eventType"},
+		{"aggregate type with #", eventstore.Filter{AggregateType: "A#B"}, "aggregateType"},
+		{"since after 9999", eventstore.Filter{EventType: "X", Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "since"},
+	} {
+		_, err := b.Query(ctx(t), tc.f)
+		var fe *eventstore.FieldError
+		if !errors.Is(err, eventstore.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: err = %v, want a *eventstore.FieldError for %s", tc.name, err, tc.field)
+		}
 	}
 }
 
