@@ -55,6 +55,7 @@ func classify(err error) *Error {
 	var throttled *eventstore.ThrottledError
 	var maxBytes *http.MaxBytesError
 	var limit *eventstore.LimitError
+	var cursor *eventstore.CursorError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -72,7 +73,11 @@ func classify(err error) *Error {
 	case errors.As(err, &maxBytes):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit)}
 	case errors.As(err, &limit):
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: limit.Error()}
+		// 413 is for bodies over MaxBodyBytes; a body within it whose events would exceed a
+		// store limit is a request the contract cannot take (the message names the limit).
+		return &Error{Status: http.StatusUnprocessableEntity, Code: "limit_exceeded", Message: limit.Error()}
+	case errors.As(err, &cursor):
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: cursor.Error()}
 	case errors.Is(err, eventstore.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()}
 	case errors.As(err, &throttled) || errors.Is(err, eventstore.ErrThrottled):
