@@ -95,7 +95,9 @@ func checkResponse(t *testing.T, req *http.Request, status int, h http.Header, b
 		t.Fatalf("correlation id %q", h.Get("X-Correlation-Id"))
 	}
 	if status >= 400 {
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		if json.Unmarshal(body, &e) != nil || e.Error.Code == "" || e.Error.Message == "" {
 			t.Fatalf("%d without a JSON error: %s", status, body)
 		}
@@ -297,4 +299,3 @@ func FuzzGatewayEvents(f *testing.F) {
 		}
 	})
 }
-
