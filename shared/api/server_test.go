@@ -210,3 +210,22 @@ func TestServerConfigFromEnv(t *testing.T) {
 		t.Fatalf("server limits: %+v", srv)
 	}
 }
+
+func TestHeaderActor(t *testing.T) {
+	for _, tc := range []struct{ header, want string }{
+		{"", "anonymous"},
+		{"alice", "alice"},
+		{"José", "José"},
+		{strings.Repeat("a", 256), strings.Repeat("a", 256)},
+		{strings.Repeat("a", 257), "anonymous"},
+		{"bad\xff", "anonymous"},
+	} {
+		r, _ := http.NewRequest("GET", "/", nil)
+		if tc.header != "" {
+			r.Header.Set("X-Actor", tc.header)
+		}
+		if got := api.HeaderActor(r); got != tc.want {
+			t.Errorf("X-Actor %q: actor %q, want %q", tc.header, got, tc.want)
+		}
+	}
+}

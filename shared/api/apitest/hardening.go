@@ -182,6 +182,17 @@ func hardenContextLimits(t *testing.T, c *Client) {
 		t.Fatalf("message does not name the limit: %s", msg)
 	}
 	refused(t, c.Do("POST", "/contexts/"+ID("hl-new"), map[string]any{"preferences": many("k", 257)}), 422, "too_many_preferences")
+	// A body within the byte limit whose events exceed a store limit ("<" is stored
+	// escaped as \u003c, six bytes) is 422 limit_exceeded, naming the limit.
+	before := len(c.Events(p))
+	r = c.Do("PATCH", p, `{"preferences":{"a000":"`+strings.Repeat("<", 200<<10)+`"}}`)
+	refused(t, r, 422, "limit_exceeded")
+	if msg := r.Body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "limit") {
+		t.Fatalf("message does not name the limit: %s", msg)
+	}
+	if n := len(c.Events(p)); n != before {
+		t.Fatalf("refused request appended: %d events, want %d", n, before)
+	}
 	// 413 stays for bodies over the byte limit only.
 	refused(t, c.Do("PATCH", p, map[string]any{"preferences": map[string]any{"big": strings.Repeat("x", 300<<10)}}), 413, "payload_too_large")
 }
