@@ -32,6 +32,25 @@ func errNotFound(format string, args ...any) error {
 	return &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf(format, args...)}
 }
 
+// Refusals of the request as such, before any route runs (stable codes of the contract).
+func errInvalidPath() error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_path",
+		Message: "the path must be absolute, without empty, '.' or '..' segments or a trailing slash"}
+}
+
+func errInvalidUTF8(msg string) error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_utf8", Message: msg}
+}
+
+func errHeadersTooLarge() error {
+	return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: "headers_too_large",
+		Message: fmt.Sprintf("the request line and headers exceed %d bytes", MaxHeaderBytes)}
+}
+
+func errRequestTimeout() error {
+	return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: "the request body did not arrive in time"}
+}
+
 // BadRequest and NotFound are for domain modules.
 func BadRequest(format string, args ...any) error { return errBadRequest(format, args...) }
 func NotFound(format string, args ...any) error   { return errNotFound(format, args...) }

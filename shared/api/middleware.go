@@ -100,13 +100,11 @@ func checkRequest(r *http.Request) error {
 		}
 	}
 	if n > MaxHeaderBytes {
-		return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: "headers_too_large",
-			Message: fmt.Sprintf("the request line and headers exceed %d bytes", MaxHeaderBytes)}
+		return errHeadersTooLarge()
 	}
 	for _, p := range []string{r.URL.Path, r.URL.EscapedPath()} {
 		if p == "" || p[0] != '/' || path.Clean(p) != p {
-			return &Error{Status: http.StatusBadRequest, Code: "invalid_path",
-				Message: "the path must be absolute, without empty, '.' or '..' segments or a trailing slash"}
+			return errInvalidPath()
 		}
 	}
 	return nil
@@ -126,17 +124,15 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		case errors.As(err, &mb):
 			return nil, err
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, &Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
-				Message: "the request body did not arrive in time"}
+			return nil, errRequestTimeout()
 		}
 		return nil, errBadRequest("cannot read the request body")
 	}
 	if !utf8.Valid(body) {
-		return nil, &Error{Status: http.StatusBadRequest, Code: "invalid_utf8", Message: "the request body is not valid UTF-8"}
+		return nil, errInvalidUTF8("the request body is not valid UTF-8")
 	}
 	if loneSurrogate(body) {
-		return nil, &Error{Status: http.StatusBadRequest, Code: "invalid_utf8",
-			Message: "the request body has a \\u escape of a lone UTF-16 surrogate"}
+		return nil, errInvalidUTF8("the request body has a \\u escape of a lone UTF-16 surrogate")
 	}
 	return body, nil
 }
