@@ -46,21 +46,22 @@ func serve(t *testing.T, cfg api.ServerConfig) string {
 // writes but never relies on timing for its verdict: it waits, with a generous bound, for
 // the server to close the connection.
 func TestServerCutsOffSlowConnections(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	const bound = 30 * time.Second // far above timeout: a loaded machine still passes
 	addr := serve(t, api.ServerConfig{ReadHeaderTimeout: timeout, ReadTimeout: timeout, IdleTimeout: timeout})
 	for _, tc := range []struct {
 		name string
 		head string // sent at once
 		drip string // then one byte at a time
-		// wantStatus is the response the client sees before the close (0: none).
+		// wantStatus is the response the client sees before the close (0: none or net/http's 400).
 		wantStatus int
 		wantCode   string
 	}{
 		{"body trickled one byte at a time", "POST /accounts/trickle/deposit HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
 			strings.Repeat("1", 100000), http.StatusRequestTimeout, "request_timeout"},
-		// net/http answers this itself, in plain text, and closes.
-		{"headers trickled one byte at a time", "GET /healthz HTTP/1.1\r\n", strings.Repeat("X-Slow: y\r\n", 10000), http.StatusBadRequest, ""},
+		// net/http handles this itself: it closes, silently or after a plain-text 400,
+		// depending on where in a header line the deadline falls.
+		{"headers trickled one byte at a time", "GET /healthz HTTP/1.1\r\n", strings.Repeat("X-Slow: y\r\n", 10000), 0, ""},
 		{"idle keep-alive connection", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "", http.StatusOK, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,8 +92,9 @@ func TestServerCutsOffSlowConnections(t *testing.T) {
 				}
 			}
 			if tc.wantStatus == 0 {
-				if len(got) != 0 {
-					t.Fatalf("want no response, got %q", got)
+				const plain400 = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+				if len(got) != 0 && string(got) != plain400 {
+					t.Fatalf("want no response or net/http's 400, got %q", got)
 				}
 				return
 			}
