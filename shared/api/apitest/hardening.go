@@ -86,23 +86,32 @@ func hardenPaths(t *testing.T, c *Client) {
 		name, method, path string
 		body               any
 		code               string
+		status             int // 400 unless given
 	}{
-		{"escaped dot-dot context id", "POST", "/contexts/%2E%2E", map[string]any{"preferences": map[string]any{}}, "invalid_path"},
-		{"escaped dot context id", "POST", "/contexts/%2e", map[string]any{"preferences": map[string]any{}}, "invalid_path"},
-		{"dots-only id", "POST", "/contexts/...", map[string]any{"preferences": map[string]any{}}, "invalid_request"},
-		{"dots-only account id", "POST", "/accounts/..../open", nil, "invalid_request"},
-		{"empty segment", "POST", "/accounts//deposit", map[string]any{"amount": 1}, "invalid_path"},
-		{"leading double slash", "POST", "//accounts/x/open", nil, "invalid_path"},
-		{"dot segment", "POST", "/accounts/./open", nil, "invalid_path"},
-		{"dot-dot segment", "POST", "/accounts/a/../b/open", nil, "invalid_path"},
-		{"escaped slashes around dot-dot", "POST", "/accounts/a%2F..%2Fb/open", nil, "invalid_path"},
-		{"trailing slash", "POST", "/accounts/" + ID("hp") + "/open/", nil, "invalid_path"},
-		{"trailing dot segment", "GET", "/accounts/x/.", nil, "invalid_path"},
-		{"trailing slash on a read", "GET", "/healthz/", nil, "invalid_path"},
+		{"escaped dot-dot context id", "POST", "/contexts/%2E%2E", map[string]any{"preferences": map[string]any{}}, "invalid_path", 0},
+		{"escaped dot context id", "POST", "/contexts/%2e", map[string]any{"preferences": map[string]any{}}, "invalid_path", 0},
+		{"dots-only id", "POST", "/contexts/...", map[string]any{"preferences": map[string]any{}}, "invalid_request", 0},
+		{"dots-only account id", "POST", "/accounts/..../open", nil, "invalid_request", 0},
+		{"empty segment", "POST", "/accounts//deposit", map[string]any{"amount": 1}, "invalid_path", 0},
+		{"leading double slash", "POST", "//accounts/x/open", nil, "invalid_path", 0},
+		{"dot segment", "POST", "/accounts/./open", nil, "invalid_path", 0},
+		{"dot-dot segment", "POST", "/accounts/a/../b/open", nil, "invalid_path", 0},
+		{"escaped slashes around dot-dot", "POST", "/accounts/a%2F..%2Fb/open", nil, "invalid_path", 0},
+		{"trailing slash", "POST", "/accounts/" + ID("hp") + "/open/", nil, "invalid_path", 0},
+		{"trailing dot segment", "GET", "/accounts/x/.", nil, "invalid_path", 0},
+		{"trailing slash on a read", "GET", "/healthz/", nil, "invalid_path", 0},
+		{"dot-dot customer id in a body", "POST", "/orders/" + ID("hp") + "/place",
+			map[string]any{"customerId": "..", "items": []any{map[string]any{"productId": "p", "quantity": 1, "price": 1}}}, "invalid_request", 0},
+		{"dot product id in a body", "POST", "/orders/" + ID("hp") + "/place",
+			map[string]any{"customerId": "c", "items": []any{map[string]any{"productId": ".", "quantity": 1, "price": 1}}}, "invalid_order", 422},
+		{"dot-dot project id in a body", "POST", "/tasks/" + ID("hp") + "/create", map[string]any{"projectId": "..", "title": "t"}, "invalid_request", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := c.Do(tc.method, tc.path, tc.body)
-			refused(t, r, 400, tc.code)
+			status := tc.status
+			if status == 0 {
+				status = 400
+			}
+			refused(t, c.Do(tc.method, tc.path, tc.body), status, tc.code)
 		})
 	}
 	for _, p := range []string{"/contexts/..", "/contexts/.", "/contexts/...", "/accounts/....", "/accounts/b", "/accounts/x"} {
@@ -125,6 +134,7 @@ func hardenAmounts(t *testing.T, c *Client) {
 		{"quoted price", order + "/place", `{"customerId":"c","paymentAccountId":"a","items":[{"productId":"p","quantity":1,"price":"5"}]}`},
 		{"boolean", acc + "/deposit", `{"amount":true}`},
 		{"null opening deposit", fresh + "/open", `{"initialDeposit":null}`},
+		{"quoted quantity", "/products/" + ID("ha") + "/stock", `{"quantity":"5"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) { refused(t, c.Do("POST", tc.path, tc.body), 400, "invalid_request") })
 	}
