@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ecmstore/ecmstore/shared/api"
 	"github.com/ecmstore/ecmstore/shared/system"
 	_ "github.com/ecmstore/ecmstore/shared/system/embedded"
 	_ "github.com/ecmstore/ecmstore/shared/system/postgres"
@@ -33,6 +34,10 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	srvCfg, err := api.ServerConfigFromEnv()
+	if err != nil {
+		return err
+	}
 	sys, err := system.Open(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -45,7 +50,7 @@ func run(log *slog.Logger) error {
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	srv := &http.Server{Addr: addr, Handler: sys.Handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewHTTPServer(addr, sys.Handler, srvCfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Info("listening", "addr", addr, "eventStore", cfg.EventStore)

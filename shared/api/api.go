@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/bank"
@@ -92,10 +93,11 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 	})
 }
 
-// HeaderActor takes the actor from X-Actor, "anonymous" without one: for the local
-// server only, which has no authorizer.
+// HeaderActor takes the actor from X-Actor, "anonymous" without one (or with one that is
+// too long or not UTF-8, which JSON would store altered): for the local server only,
+// which has no authorizer.
 func HeaderActor(r *http.Request) string {
-	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= eventstore.MaxActorBytes {
+	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= eventstore.MaxActorBytes && utf8.ValidString(a) {
 		return a
 	}
 	return "anonymous"

@@ -33,6 +33,25 @@ func errNotFound(format string, args ...any) error {
 	return &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf(format, args...)}
 }
 
+// Refusals of the request as such, before any route runs (stable codes of the contract).
+func errInvalidPath() error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_path",
+		Message: "the path must be absolute, without empty, '.' or '..' segments or a trailing slash"}
+}
+
+func errInvalidUTF8(msg string) error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_utf8", Message: msg}
+}
+
+func errHeadersTooLarge() error {
+	return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: "headers_too_large",
+		Message: fmt.Sprintf("the request line and headers exceed %d bytes", MaxHeaderBytes)}
+}
+
+func errRequestTimeout() error {
+	return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: "the request body did not arrive in time"}
+}
+
 // BadRequest and NotFound are for domain modules.
 func BadRequest(format string, args ...any) error { return errBadRequest(format, args...) }
 func NotFound(format string, args ...any) error   { return errNotFound(format, args...) }
@@ -60,6 +79,7 @@ func classify(err error) *Error {
 	var unreadable *aggregate.UnreadableEventError
 	var dup *eventstore.DuplicateEventError
 	var corrupt *eventstore.CorruptEventError
+	var cursor *eventstore.CursorError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -94,7 +114,11 @@ func classify(err error) *Error {
 	case errors.As(err, &maxBytes):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit)}
 	case errors.As(err, &limit):
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: limit.Error()}
+		// 413 is for bodies over MaxBodyBytes; a body within it whose events would exceed a
+		// store limit is a request the contract cannot take (the message names the limit).
+		return &Error{Status: http.StatusUnprocessableEntity, Code: "limit_exceeded", Message: limit.Error()}
+	case errors.As(err, &cursor):
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: cursor.Error()}
 	case errors.Is(err, eventstore.ErrInvalid), errors.Is(err, docstore.ErrInvalidKey):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()}
 	case errors.As(err, &throttled) || errors.Is(err, eventstore.ErrThrottled):

@@ -9,7 +9,7 @@ import (
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
-func mustMemory(t *testing.T) system.Backend {
+func mustMemory(testing.TB) system.Backend {
 	s := memstore.New()
 	return system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}
 }

@@ -42,7 +42,7 @@ func TestStoreLimitErrorsMapTo4xx(t *testing.T) {
 		{"field", &eventstore.FieldError{Event: 0, Field: "metadata.correlationId", Reason: "must be short"}, http.StatusBadRequest, "invalid_request"},
 		{"wrapped field", fmt.Errorf("append: %w", &eventstore.FieldError{Event: -1, Field: "aggregateId", Reason: "x"}), http.StatusBadRequest, "invalid_request"},
 		{"document key", fmt.Errorf("projection: %w", docstore.CheckKey("c", strings.Repeat("k", docstore.MaxKeyBytes+1))), http.StatusBadRequest, "invalid_request"},
-		{"size", &eventstore.LimitError{What: "event size", Limit: 1, Got: 2}, http.StatusRequestEntityTooLarge, "payload_too_large"},
+		{"size", &eventstore.LimitError{What: "event size", Limit: 1, Got: 2}, http.StatusUnprocessableEntity, "limit_exceeded"},
 	} {
 		e := classify(tc.err)
 		if e.Status != tc.status || e.Code != tc.code || e.Message == "" {

@@ -6,10 +6,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path"
 	"regexp"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/event"
@@ -60,7 +66,6 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		w.Header().Set("X-Correlation-Id", corr)
 		ctx := context.WithValue(r.Context(), correlationKey, corr)
 		r = r.WithContext(ctx)
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
@@ -70,16 +75,116 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			s.Logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 				"ms", float64(time.Since(start).Microseconds())/1000, "correlationId", corr)
 		}()
+		// Checked before the mux sees the request: the mux answers a path that is not clean
+		// with a redirect, which a client follows by re-sending its command elsewhere.
+		if err := checkRequest(r); err != nil {
+			s.writeError(rec, r, err)
+			return
+		}
 		if badCorr {
 			s.writeError(rec, r, errBadRequest("X-Correlation-Id %s", headerRule))
 			return
 		}
+		body, err := readBody(w, r)
+		if err != nil {
+			s.writeError(rec, r, err)
+			return
+		}
+		r.Body = nopCloser{bytes.NewReader(body)}
 		if key := r.Header.Get("Idempotency-Key"); key != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.idempotent(rec, r, key, next)
+			s.idempotent(rec, r, key, body, next)
 			return
 		}
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// MaxHeaderBytes bounds the request line and headers the handler accepts (431 beyond). It
+// is below the server's own limit (ServerConfig.MaxHeaderBytes), so the common case gets
+// a JSON answer rather than net/http's plain-text one.
+const MaxHeaderBytes = 32 << 10
+
+// checkRequest refuses what no route can serve: oversized headers and paths that are not
+// clean (empty or dot segments, a trailing slash), decoded or as sent.
+func checkRequest(r *http.Request) error {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // ": " and CRLF, as on the wire
+		}
+	}
+	if n > MaxHeaderBytes {
+		return errHeadersTooLarge()
+	}
+	for _, p := range []string{r.URL.Path, r.URL.EscapedPath()} {
+		if p == "" || p[0] != '/' || path.Clean(p) != p {
+			return errInvalidPath()
+		}
+	}
+	return nil
+}
+
+// readBody reads the whole body (at most MaxBodyBytes) and refuses text that is not valid
+// Unicode: encoding/json would silently turn invalid UTF-8 and lone surrogate escapes
+// into U+FFFD, storing something the client never sent.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		switch {
+		case errors.As(err, &mb):
+			return nil, err
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, errRequestTimeout()
+		}
+		return nil, errBadRequest("cannot read the request body")
+	}
+	if !utf8.Valid(body) {
+		return nil, errInvalidUTF8("the request body is not valid UTF-8")
+	}
+	if loneSurrogate(body) {
+		return nil, errInvalidUTF8("the request body has a \\u escape of a lone UTF-16 surrogate")
+	}
+	return body, nil
+}
+
+// loneSurrogate reports a JSON \uXXXX escape of a surrogate that is not part of a pair.
+// Backslashes only occur inside JSON strings, so no string tracking is needed; malformed
+// escapes are left to the JSON decoder.
+func loneSurrogate(b []byte) bool {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // an escape such as \\ or \": skip the escaped character
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			lo, ok := hex4(i + 6)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
 }
 
 // idempotencyRecord is a stored response to replay for a retried request.
@@ -103,14 +208,9 @@ const (
 // idempotent runs a command once per Idempotency-Key: a retry gets the first response
 // back (with Idempotent-Replayed: true) and appends nothing. The key also seeds the
 // events' ids, so even a retry after a crash between append and record is recognised.
-func (s *Server) idempotent(w *recorder, r *http.Request, key string, next http.Handler) {
+func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byte, next http.Handler) {
 	if len(key) > 255 {
 		s.writeError(w, r, errBadRequest("Idempotency-Key must be at most 255 characters"))
-		return
-	}
-	body, err := readAll(r)
-	if err != nil {
-		s.writeError(w, r, err)
 		return
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", s.Actor(r), r.Method, r.URL.Path))
@@ -122,7 +222,7 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, next http.
 	var prior idempotencyRecord
 	var replay, busy, mismatch bool
 	now := s.Now().UTC()
-	err = s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
+	err := s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
 		replay, busy, mismatch = false, false, false
 		ok, err := tx.Get(ctx, idempotencyCollection, id, &prior)
 		if err != nil {
@@ -167,7 +267,6 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, next http.
 	}
 
 	w.body = &bytes.Buffer{}
-	r.Body = http.MaxBytesReader(w, nopCloser{bytes.NewReader(body)}, MaxBodyBytes)
 	r = r.WithContext(context.WithValue(r.Context(), idempotencyKey, id))
 	next.ServeHTTP(w, r)
 
@@ -193,14 +292,6 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, next http.
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
-
-func readAll(r *http.Request) ([]byte, error) {
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r.Body); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
 
 // PurgeIdempotency deletes expired idempotency records and returns how many it removed.
 // DynamoDB's TTL does this on AWS; the local backends run it periodically.

@@ -20,7 +20,7 @@ import (
 func PathID(r *http.Request, name string) (string, error) {
 	id := r.PathValue(name)
 	if !event.ValidID(id) {
-		return "", errBadRequest("%s %q must be 1–128 characters of A-Z a-z 0-9 . _ : -", name, id)
+		return "", errBadRequest("%s %q must be 1–128 characters of A-Z a-z 0-9 . _ : -, not dots alone", name, id)
 	}
 	return id, nil
 }

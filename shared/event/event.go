@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,5 +83,7 @@ func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // ValidID reports whether s is a valid aggregate (or other resource) id:
-// 1–128 characters of A-Z a-z 0-9 . _ : -
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// 1–128 characters of A-Z a-z 0-9 . _ : -, not made of dots alone. Ids become URL path
+// segments, where "." and ".." are the current and parent directory: a client library,
+// proxy or cache that cleans paths would send such a request to another resource.
+func ValidID(s string) bool { return idPattern.MatchString(s) && strings.Trim(s, ".") != "" }

@@ -80,14 +80,11 @@ func (a Amount) String() string {
 // MarshalJSON writes a JSON number.
 func (a Amount) MarshalJSON() ([]byte, error) { return []byte(a.String()), nil }
 
-// UnmarshalJSON accepts a JSON number (or a numeric string, for clients that quote money
-// to keep it away from their own floats).
+// UnmarshalJSON accepts a JSON number only. A quoted amount is refused (ErrFormat): the
+// contract says amounts are numbers, and accepting "5" would let a client that sends
+// strings for everything believe its other string fields are checked the same lenient way.
 func (a *Amount) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		s = s[1 : len(s)-1]
-	}
-	v, err := Parse(s)
+	v, err := Parse(string(b))
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func TestExactArithmetic(t *testing.T) {
 func TestJSON(t *testing.T) {
 	for _, tc := range []struct {
 		in, out string
-	}{{"1300", "1300"}, {"1300.50", "1300.5"}, {`"7.25"`, "7.25"}, {"-0.05", "-0.05"}} {
+	}{{"1300", "1300"}, {"1300.50", "1300.5"}, {"-0.05", "-0.05"}} {
 		var a Amount
 		if err := json.Unmarshal([]byte(tc.in), &a); err != nil {
 			t.Fatalf("%s: %v", tc.in, err)
@@ -64,9 +64,18 @@ func TestJSON(t *testing.T) {
 			t.Errorf("%s → %s, want %s", tc.in, got, tc.out)
 		}
 	}
-	var a Amount
-	if err := json.Unmarshal([]byte("true"), &a); !errors.Is(err, ErrFormat) {
-		t.Errorf("bool: %v", err)
+}
+
+// Amounts are JSON numbers: every other JSON kind, quoted numbers included, is ErrFormat.
+func TestJSONRejectsNonNumbers(t *testing.T) {
+	for _, in := range []string{`"5"`, `"7.25"`, `""`, `"-1"`, "true", "null", "[5]", `{"v":5}`, "1e2"} {
+		var a Amount
+		if err := json.Unmarshal([]byte(in), &a); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err = %v, want ErrFormat", in, err)
+		}
+		if a != 0 {
+			t.Errorf("%s: amount set to %d", in, a)
+		}
 	}
 }
 

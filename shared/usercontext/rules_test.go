@@ -3,6 +3,7 @@ package usercontext_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -76,7 +77,7 @@ func TestCreateRules(t *testing.T) {
 		{"values of every JSON kind", nil, uc.Create(prefs(`{"s":"x","n":1.5,"t":true,"o":{"k":[1,{"z":null}]},"a":[]}`)),
 			[]event.Event{created(`{"s":"x","n":1.5,"t":true,"o":{"k":[1,{"z":null}]},"a":[]}`)}, nil},
 		{"the maximum number of keys", nil, uc.Create(keys("k", uc.MaxPreferences)), []event.Event{created(encode(keys("k", uc.MaxPreferences)))}, nil},
-		{"one key too many", nil, uc.Create(keys("k", uc.MaxPreferences+1)), nil, eventstore.ErrInvalid},
+		{"one key too many", nil, uc.Create(keys("k", uc.MaxPreferences+1)), nil, aggregate.ErrRule},
 		{"the longest key", nil, uc.Create(prefs(`{"` + strings.Repeat("k", uc.MaxKeyLength) + `":1}`)),
 			[]event.Event{created(`{"` + strings.Repeat("k", uc.MaxKeyLength) + `":1}`)}, nil},
 		{"a key too long", nil, uc.Create(prefs(`{"` + strings.Repeat("k", uc.MaxKeyLength+1) + `":1}`)), nil, eventstore.ErrInvalid},
@@ -94,27 +95,46 @@ func TestCreateRules(t *testing.T) {
 	}
 }
 
-// The key cap applies to the resulting set, whichever command grows it.
+// The key cap applies to the resulting set, whichever command grows it; the change cap
+// to the events one request produces (one atomic append). Both are rule violations (422)
+// with their own code, so a client learns which limit it hit.
 func TestPreferenceCap(t *testing.T) {
 	full := created(encode(keys("k", uc.MaxPreferences)))
+	empty := created(`{}`)
 	for _, tc := range []struct {
-		name string
-		cmd  aggregate.Command[uc.Context]
-		err  error
+		name  string
+		given event.Event
+		cmd   aggregate.Command[uc.Context]
+		code  string // "" for success
 	}{
-		{"patch adding to a full context", uc.Patch(prefs(`{"extra":1}`)), eventstore.ErrInvalid},
-		{"patch updating a full context", uc.Patch(prefs(`{"k000":"x"}`)), nil},
-		{"patch swapping one key in a full context", uc.Patch(prefs(`{"k000":null,"extra":1}`)), nil},
-		{"put one key too many", uc.Replace(keys("k", uc.MaxPreferences+1)), eventstore.ErrInvalid},
+		{"patch adding to a full context", full, uc.Patch(prefs(`{"extra":1}`)), uc.CodeTooManyPreferences},
+		{"patch updating a full context", full, uc.Patch(prefs(`{"k000":"x"}`)), ""},
+		{"patch swapping one key in a full context", full, uc.Patch(prefs(`{"k000":null,"extra":1}`)), ""},
+		{"put one key too many", full, uc.Replace(keys("k", uc.MaxPreferences+1)), uc.CodeTooManyPreferences},
+		{"patch adding the most changes one request may make", empty, uc.Patch(keys("n", uc.MaxChangesPerRequest)), ""},
+		{"patch adding one change too many", empty, uc.Patch(keys("n", uc.MaxChangesPerRequest+1)), uc.CodeTooManyChanges},
+		{"patch naming many keys but changing few", full, uc.Patch(keys("k", uc.MaxPreferences)), ""},
+		{"put replacing every key of a full context", full, uc.Replace(keys("z", uc.MaxPreferences)), uc.CodeTooManyChanges},
+		{"create with the most keys", event.Event{}, uc.Create(keys("k", uc.MaxPreferences)), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := aggregatetest.Given(uc.Definition, full).When(tc.cmd)
-			if tc.err != nil {
-				s.ThenErrorIs(t, tc.err)
-				return
+			var given []event.Event
+			var v int64
+			if tc.given.EventType != "" {
+				given, v = []event.Event{tc.given}, 1
 			}
-			if _, err := tc.cmd(replay(t, full), 1); err != nil {
+			if tc.code != "" {
+				aggregatetest.Given(uc.Definition, given...).When(tc.cmd).ThenErrorIs(t, aggregate.ErrRule)
+			}
+			_, err := tc.cmd(replay(t, given...), v)
+			var rule *aggregate.RuleError
+			switch {
+			case tc.code == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
+			case tc.code != "" && (!errors.As(err, &rule) || rule.Code != tc.code):
+				t.Fatalf("err = %v, want rule %s", err, tc.code)
+			case tc.code != "" && !strings.Contains(rule.Message, "at most"):
+				t.Fatalf("message %q does not name the limit", rule.Message)
 			}
 		})
 	}

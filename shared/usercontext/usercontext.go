@@ -26,11 +26,25 @@ const (
 	Deleted           = "context.deleted"
 )
 
-// Limits on one context.
+// Limits on one context. A context holds up to MaxPreferences keys, but one request may
+// change at most MaxChangesPerRequest of them: every change is one event and a request's
+// events are one atomic append (eventstore.MaxEventsPerAppend). Both are 422s with their
+// own code, naming the limit.
 const (
-	MaxPreferences = 256
-	MaxKeyLength   = 128
+	MaxPreferences       = 256
+	MaxKeyLength         = 128
+	MaxChangesPerRequest = eventstore.MaxEventsPerAppend
 )
+
+// Rule codes of the limits.
+const (
+	CodeTooManyPreferences = "too_many_preferences"
+	CodeTooManyChanges     = "too_many_changes"
+)
+
+func tooManyPreferences() error {
+	return aggregate.Rule(CodeTooManyPreferences, "a context holds at most %d preferences", MaxPreferences)
+}
 
 // Payloads. Updated carries the seed's exact shape; OldValue is null for a new key.
 type (
@@ -132,10 +146,8 @@ func canonical(v json.RawMessage) []byte {
 
 func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
 
-func validate(prefs map[string]json.RawMessage) error {
-	if len(prefs) > MaxPreferences {
-		return eventstore.Invalid("at most %d preferences", MaxPreferences)
-	}
+// validateNames checks the preference names of a request.
+func validateNames(prefs map[string]json.RawMessage) error {
 	for k := range prefs {
 		if k == "" || len(k) > MaxKeyLength || !utf8.ValidString(k) {
 			return eventstore.Invalid("preference names must be 1–%d characters", MaxKeyLength)
@@ -167,8 +179,11 @@ func Create(prefs map[string]json.RawMessage) aggregate.Command[Context] {
 		if v > 0 {
 			return nil, &aggregate.ExistsError{Type: AggregateType, ID: c.ID, Current: v}
 		}
-		if err := validate(prefs); err != nil {
+		if err := validateNames(prefs); err != nil {
 			return nil, err
+		}
+		if len(prefs) > MaxPreferences {
+			return nil, tooManyPreferences()
 		}
 		clean := map[string]json.RawMessage{}
 		for k, val := range prefs {
@@ -187,7 +202,7 @@ func Patch(changes map[string]json.RawMessage) aggregate.Command[Context] {
 		if err := live(c, v); err != nil {
 			return nil, err
 		}
-		if err := validate(changes); err != nil {
+		if err := validateNames(changes); err != nil {
 			return nil, err
 		}
 		var out []event.Event
@@ -208,7 +223,11 @@ func Patch(changes map[string]json.RawMessage) aggregate.Command[Context] {
 			}
 		}
 		if size > MaxPreferences {
-			return nil, eventstore.Invalid("at most %d preferences", MaxPreferences)
+			return nil, tooManyPreferences()
+		}
+		if len(out) > MaxChangesPerRequest {
+			return nil, aggregate.Rule(CodeTooManyChanges, "one request may change at most %d preferences; this one changes %d",
+				MaxChangesPerRequest, len(out))
 		}
 		return out, nil
 	}

@@ -274,7 +274,7 @@ func testErrors(t *testing.T, c *Client) {
 		{"bad as-of header", "GET", p, nil, []string{"x-ecm-as-of", "2024-13-45"}, 400, "invalid_request"},
 		{"bad limit", "GET", "/events?aggregateType=BankAccount&limit=0", nil, nil, 400, "invalid_request"},
 		{"bad since", "GET", "/events?aggregateType=BankAccount&since=now", nil, nil, 400, "invalid_request"},
-		{"bad cursor", "GET", "/events?aggregateType=BankAccount&cursor=%25%25", nil, nil, 400, "invalid_request"},
+		{"bad cursor", "GET", "/events?aggregateType=BankAccount&cursor=%25%25", nil, nil, 400, "invalid_cursor"},
 		{"unknown route", "GET", "/nothing/here", nil, nil, 404, "not_found"},
 		{"unknown projection", "POST", "/projections/" + ID("nope") + "/rebuild", nil, nil, 404, "not_found"},
 	} {

@@ -405,14 +405,14 @@ func ctxcErrors(t *testing.T, c *Client) {
 		{"empty key", "PATCH", p, `{"preferences":{"":1}}`, 400, "invalid_request"},
 		{"key too long", "PATCH", p, map[string]any{"preferences": map[string]any{long: 1}}, 400, "invalid_request"},
 		{"key too long on create", "POST", "/contexts/" + ID("cc-long"), map[string]any{"preferences": map[string]any{long: 1}}, 400, "invalid_request"},
-		{"too many keys on create", "POST", "/contexts/" + refused, map[string]any{"preferences": many("k", 257)}, 400, "invalid_request"},
+		{"too many keys on create", "POST", "/contexts/" + refused, map[string]any{"preferences": many("k", 257)}, 422, "too_many_preferences"},
 		{"body too large", "PATCH", p, map[string]any{"preferences": map[string]any{"big": strings.Repeat("x", 300<<10)}}, 413, "payload_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { ctxcErr(t, c.Do(tc.method, tc.path, tc.body), tc.status, tc.code) })
 	}
 	// More changes in one request than one atomic append may hold are refused as a whole.
 	r := c.Do("PATCH", p, map[string]any{"preferences": many("n", 101)})
-	if (r.Status != 400 || r.ErrorCode() != "invalid_request") && (r.Status != 413 || r.ErrorCode() != "payload_too_large") {
+	if r.Status != 422 || r.ErrorCode() != "too_many_changes" {
 		t.Fatalf("101 new keys in one PATCH: %d %s", r.Status, r.Raw)
 	}
 	if n := len(c.Events(p)); n != 1 {

@@ -454,7 +454,7 @@ func TestQueryIndexEdgeCases(t *testing.T) {
 		{"correlation extending x", eventstore.Filter{CorrelationID: "x.yyyyyyyy"}, 1},
 		{"correlation at the limit", eventstore.Filter{CorrelationID: atLimit}, 1},
 		{"correlation at the limit and type", eventstore.Filter{CorrelationID: atLimit[1:] + "!", EventType: "B"}, 1},
-		{"cursor at the end of positions", eventstore.Filter{EventType: "A", Cursor: eventstore.EncodeCursor(map[string]uint64{"after": math.MaxUint64})}, 0},
+		{"cursor at the end of positions", eventstore.Filter{EventType: "A", Cursor: eventstore.EncodeCursor(map[string]uint64{"after": math.MaxInt64})}, 0},
 	} {
 		p, err := s.Query(bg(), tc.f)
 		if err != nil || len(p.Events) != tc.want {

@@ -69,7 +69,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 			return eventstore.Page{}, err
 		}
 		if c.Index != idx || c.Hash != hash || c.TK < lo || c.TK > hi || c.PK == "" {
-			return eventstore.Page{}, eventstore.Invalid("cursor belongs to another query")
+			return eventstore.Page{}, eventstore.InvalidCursor("it belongs to another query")
 		}
 		start = map[string]types.AttributeValue{
 			infra.AttrPK: &types.AttributeValueMemberS{Value: c.PK}, infra.AttrSK: &types.AttributeValueMemberN{Value: strconv.FormatInt(c.SK, 10)},
@@ -115,7 +115,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 		if err != nil {
 			var api smithy.APIError
 			if start != nil && errors.As(err, &api) && api.ErrorCode() == "ValidationException" {
-				return eventstore.Page{}, eventstore.Invalid("cursor does not fit this query")
+				return eventstore.Page{}, eventstore.InvalidCursor("it does not fit this query")
 			}
 			return eventstore.Page{}, err
 		}

@@ -12,6 +12,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -855,10 +856,28 @@ func testQueryTimeWindow(t *testing.T, b eventstore.Backend) {
 	}
 }
 
+// A cursor no query handed out is refused, never read as a position: a huge offset once
+// wrapped to a negative one in a signed column and restarted the query at the first page.
 func testQueryBadCursor(t *testing.T, b eventstore.Backend) {
-	_, err := b.Query(ctx(t), eventstore.Filter{EventType: "X", Cursor: "%%%not-a-cursor"})
-	if !errors.Is(err, eventstore.ErrInvalid) {
-		t.Fatalf("malformed cursor: err = %v, want ErrInvalid", err)
+	enc := func(raw string) string { return base64.RawURLEncoding.EncodeToString([]byte(raw)) }
+	for _, tc := range []struct{ name, cursor string }{
+		{"not base64", "%%%not-a-cursor"},
+		{"not JSON", enc("after")},
+		{"max uint64 offset", enc(`{"after":18446744073709551615}`)},
+		{"just past max int64", enc(`{"after":9223372036854775808}`)},
+		{"negative", enc(`{"after":-1}`)},
+		{"fraction", enc(`{"after":1.5}`)},
+		{"exponent", enc(`{"after":1e3}`)},
+		{"unknown field", enc(`{"after":1,"x":2}`)},
+		{"trailing data", enc(`{"after":1}{}`)},
+		{"too long", strings.Repeat("A", eventstore.MaxCursorLength+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := b.Query(ctx(t), eventstore.Filter{EventType: "X", Cursor: tc.cursor})
+			if !errors.Is(err, eventstore.ErrInvalidCursor) || !errors.Is(err, eventstore.ErrInvalid) {
+				t.Fatalf("cursor %q: err = %v, want ErrInvalidCursor", tc.cursor, err)
+			}
+		})
 	}
 }
 
