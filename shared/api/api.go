@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/bank"
@@ -93,11 +92,12 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 	})
 }
 
-// HeaderActor takes the actor from X-Actor, "anonymous" without one (or with one that is
-// too long or not UTF-8, which JSON would store altered): for the local server only,
-// which has no authorizer.
+// HeaderActor takes the actor from X-Actor, "anonymous" without one: for the local
+// server only, which has no authorizer. One the store cannot keep as given (too long, not
+// UTF-8) is refused with 400 by the store's field check, not silently replaced: the
+// client would otherwise find its events under another actor.
 func HeaderActor(r *http.Request) string {
-	if a := r.Header.Get("X-Actor"); a != "" && len(a) <= eventstore.MaxActorBytes && utf8.ValidString(a) {
+	if a := r.Header.Get("X-Actor"); a != "" {
 		return a
 	}
 	return "anonymous"

@@ -265,7 +265,9 @@ func testErrors(t *testing.T, c *Client) {
 		// store with the same typed error on every backend: never a 500.
 		{"long causation", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"x-ecm-causation", strings.Repeat("c", 129)}, 400, "invalid_request"},
 		{"long correlation id", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 129)}, 400, "invalid_request"},
-		{"40 KB correlation id", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 40<<10)}, 400, "invalid_request"},
+		{"correlation id over the limit", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 200)}, 400, "invalid_request"},
+		{"40 KB correlation id", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", strings.Repeat("c", 40<<10)}, 431, "headers_too_large"},
+		{"actor over the limit", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Actor", strings.Repeat("a", 257)}, 400, "invalid_request"},
 		{"correlation id with #", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Correlation-Id", "req#1"}, 400, "invalid_request"},
 		{"actor not UTF-8", "POST", p + "/deposit", map[string]any{"amount": 1}, []string{"X-Actor", "bob\xff"}, 400, "invalid_request"},
 		{"query by a correlation id over a key", "GET", "/events?correlationId=" + strings.Repeat("c", 2049), nil, nil, 400, "invalid_request"},
