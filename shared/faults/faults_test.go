@@ -1,0 +1,80 @@
+package faults_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/ecmstore/ecmstore/shared/emulator"
+	"github.com/ecmstore/ecmstore/shared/eventstore/memstore"
+	"github.com/ecmstore/ecmstore/shared/faults"
+	"github.com/ecmstore/ecmstore/shared/system"
+)
+
+func TestMain(m *testing.M) { emulator.Main(m) }
+
+var seedFlag = flag.Uint64("seed", 0, "run only this schedule (also FAULT_SEED)")
+
+// onlySeed is the schedule to reproduce, from -seed or FAULT_SEED; 0 = run the suite.
+func onlySeed(t *testing.T) uint64 {
+	if *seedFlag != 0 {
+		return *seedFlag
+	}
+	if v := os.Getenv("FAULT_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("FAULT_SEED=%q: %v", v, err)
+		}
+		return n
+	}
+	return 0
+}
+
+// schedules returns the seeds to run: n from base, FAULT_SCHEDULES overriding n.
+func schedules(t *testing.T, base uint64, n int) []uint64 {
+	if s := onlySeed(t); s != 0 {
+		return []uint64{s}
+	}
+	if v := os.Getenv("FAULT_SCHEDULES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("FAULT_SCHEDULES=%q: %v", v, err)
+		}
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = base + uint64(i)
+	}
+	return out
+}
+
+func runSchedules(t *testing.T, name string, seeds []uint64, w faults.Workload, target func(seed uint64) *faults.Target) {
+	ctx := context.Background()
+	var tally faults.Tally
+	for _, seed := range seeds {
+		tg := target(seed)
+		tg.Name = name
+		res, err := tg.Run(ctx, seed, w)
+		if err != nil {
+			t.Fatalf("%s seed %d: harness: %v", name, seed, err)
+		}
+		tally.Add(res.Schedule, res.Violations)
+		if len(res.Violations) > 0 {
+			t.Error(res.Report(name))
+		}
+	}
+	t.Logf("FAULTS %s: %s", name, &tally)
+}
+
+func TestFaults(t *testing.T) {
+	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 3, PerContender: 3, Faults: faults.DefaultFaults()}
+	t.Run("memory", func(t *testing.T) {
+		runSchedules(t, "memory", schedules(t, 1000, 200), w, func(uint64) *faults.Target {
+			s := memstore.New()
+			return &faults.Target{Config: system.Config{EventStore: "memory", SnapshotEvery: 3},
+				Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}
+		})
+	})
+}
