@@ -73,7 +73,9 @@ func (c *Command) String() string {
 	return s + " correlation=" + c.Correlation
 }
 
-func (c *Command) acked2xx() bool { return c.Final != nil && c.Final.Status >= 200 && c.Final.Status < 300 }
+func (c *Command) acked2xx() bool {
+	return c.Final != nil && c.Final.Status >= 200 && c.Final.Status < 300
+}
 
 // History is what the checker reads after quiescence.
 type History struct {
