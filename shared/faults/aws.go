@@ -2,10 +2,15 @@ package faults
 
 import (
 	"context"
+	"math/rand/v2"
+
+	"github.com/aws/aws-lambda-go/events"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/ecmstore/ecmstore/shared/ddbstream"
 )
 
 // DynamoDBOptions injects p's faults at the wire of a DynamoDB client: a Finalize
@@ -35,5 +40,23 @@ func DynamoDBOptions(p *Process) func(*dynamodb.Options) {
 					return out, md, err
 				}), middleware.After)
 		})
+	}
+}
+
+// Redeliver wraps a stream handler so that each batch it is given arrives with some
+// records repeated and all of them shuffled, as at-least-once delivery with retries and
+// a resharded stream can show them. The schedule's seed decides both.
+func Redeliver(s *Schedule, h ddbstream.Handler) ddbstream.Handler {
+	return func(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+		recs := append([]events.DynamoDBEventRecord(nil), ev.Records...)
+		s.Rand(func(r *rand.Rand) {
+			for _, rec := range ev.Records {
+				if r.IntN(4) == 0 {
+					recs = append(recs, rec)
+				}
+			}
+			r.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+		})
+		return h(ctx, events.DynamoDBEvent{Records: recs})
 	}
 }

@@ -284,15 +284,18 @@ func Check(h *History) []Violation {
 			add(InvUnsettled, "order %s is %q after settling (saga did not finish)", id, o.Status)
 		}
 		paid, refunded := len(payments[id]) > 0, len(refunds[id]) > 0
+		evidence := fmt.Sprintf("order %s is %s %s; payments: %s; refunds: %s; order events: %s", id, o.Status, o.Reason,
+			orNone(list(payments[id])), orNone(list(refunds[id])),
+			list(h.Events[eventstore.Stream{Type: orders.AggregateType, ID: id}]))
 		switch {
 		case paid != paidEvents[id]:
-			add(InvPaymentState, "order %s: payment withdrawn=%v but OrderPaid stored=%v", id, paid, paidEvents[id])
+			add(InvPaymentState, "payment withdrawn=%v but OrderPaid stored=%v: %s", paid, paidEvents[id], evidence)
 		case o.Status == orders.StatusConfirmed && refunded:
-			add(InvPaymentState, "order %s confirmed and refunded: %s", id, list(refunds[id]))
+			add(InvPaymentState, "confirmed and refunded: %s", evidence)
 		case o.Status == orders.StatusCancelled && paid && !refunded:
-			add(InvPaymentState, "order %s cancelled after payment without a refund", id)
+			add(InvPaymentState, "cancelled after payment without a refund: %s", evidence)
 		case refunded && !paid:
-			add(InvPaymentState, "order %s refunded without a payment", id)
+			add(InvPaymentState, "refunded without a payment: %s", evidence)
 		}
 	}
 
@@ -411,4 +414,11 @@ func list(evs []event.Event) string {
 		s = append(s, "["+describe(e)+"]")
 	}
 	return strings.Join(s, " ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

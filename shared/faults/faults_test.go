@@ -77,4 +77,9 @@ func TestFaults(t *testing.T) {
 				Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}
 		})
 	})
+	t.Run("embedded", func(t *testing.T) { runSchedules(t, "embedded", schedules(t, 2000, 150), w, embeddedTarget(t)) })
+	t.Run("postgres", func(t *testing.T) { runSchedules(t, "postgres", schedules(t, 3000, 100), w, postgresTarget(t)) })
+	dw := w
+	dw.Commands = 50
+	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 15), dw, dynamoTarget(t)) })
 }

@@ -77,10 +77,9 @@ func (r *Result) Report(target string) string {
 	fmt.Fprintf(&b, "%s seed %d: %d invariant violation(s)\n", target, r.Seed, len(r.Violations))
 	fmt.Fprintf(&b, "  reproduce: FAULT_SEED=%d go test -race -count=1 ./shared/faults -run 'TestFaults/%s$' -v\n", r.Seed, target)
 	fmt.Fprintf(&b, "  processes: %d; faults:", r.Processes)
-	for k, n := range r.Schedule.Counts() {
-		if n > 0 {
-			fmt.Fprintf(&b, " %s=%d", k, n)
-		}
+	counts := r.Schedule.Counts()
+	for k := ErrorBefore; k < numKinds; k++ {
+		fmt.Fprintf(&b, " %s=%d", k, counts[k])
 	}
 	b.WriteString("\n")
 	for _, c := range r.Schedule.Crashes() {
