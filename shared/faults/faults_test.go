@@ -68,18 +68,29 @@ func runSchedules(t *testing.T, name string, seeds []uint64, w faults.Workload, 
 	t.Logf("FAULTS %s: %s", name, &tally)
 }
 
+// TestFaults runs seeded fault schedules on every backend and checks the invariants
+// after each. Sized for make test (-race, 2 cores): the memory store is cheap and runs
+// many short schedules; the durable stores fewer (every commit is synced); DynamoDB Local
+// a few longer ones on one pair of tables, ids unique per schedule.
 func TestFaults(t *testing.T) {
 	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 3, PerContender: 3, Faults: faults.DefaultFaults()}
 	t.Run("memory", func(t *testing.T) {
-		runSchedules(t, "memory", schedules(t, 1000, 200), w, func(uint64) *faults.Target {
+		runSchedules(t, "memory", schedules(t, 1000, 120), w, func(uint64) *faults.Target {
 			s := memstore.New()
 			return &faults.Target{Config: system.Config{EventStore: "memory", SnapshotEvery: 3},
 				Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}
 		})
 	})
-	t.Run("embedded", func(t *testing.T) { runSchedules(t, "embedded", schedules(t, 2000, 150), w, embeddedTarget(t)) })
-	t.Run("postgres", func(t *testing.T) { runSchedules(t, "postgres", schedules(t, 3000, 100), w, postgresTarget(t)) })
+	durable := w
+	durable.Commands = 20
+	t.Run("embedded", func(t *testing.T) { runSchedules(t, "embedded", schedules(t, 2000, 30), durable, embeddedTarget(t)) })
+	t.Run("postgres", func(t *testing.T) { runSchedules(t, "postgres", schedules(t, 3000, 30), durable, postgresTarget(t)) })
+	// Faults are injected per DynamoDB request there, several to one HTTP command: half
+	// the rate keeps the mix per command comparable.
 	dw := w
-	dw.Commands = 50
-	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 15), dw, dynamoTarget(t)) })
+	dw.Commands = 40
+	dw.Faults = faults.DefaultFaults()
+	d := &dw.Faults.Default
+	d.ErrorBefore, d.LostResponse, d.Throttle, d.Timeout, d.Crash = d.ErrorBefore/2, d.LostResponse/2, d.Throttle/2, d.Timeout/2, d.Crash/2
+	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 5), dw, dynamoTarget(t)) })
 }
