@@ -27,29 +27,29 @@ func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
 }
 
-// embeddedTarget: one file store for every schedule (ids are unique per seed); a crash
-// abandons the System, the open file stays.
+// embeddedTarget: a fresh file store per schedule, so that a seed replays alone exactly
+// as it ran in the suite; a crash abandons the System, the open file stays.
 func embeddedTarget(t *testing.T) func(uint64) *faults.Target {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "faults.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return func(uint64) *faults.Target {
+	dir := t.TempDir()
+	return func(seed uint64) *faults.Target {
+		s, err := boltstore.Open(filepath.Join(dir, fmt.Sprintf("faults-%d.db", seed)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		return &faults.Target{Config: system.Config{EventStore: "embedded", SnapshotEvery: 3}, Logger: quiet(),
-			Base: system.Backend{Store: s, Feed: s, Docs: s}}
+			Base: system.Backend{Store: s, Feed: s, Docs: s, Close: s.Close}}
 	}
 }
 
+// postgresTarget: a fresh database per schedule, for the same reason.
 func postgresTarget(t *testing.T) func(uint64) *faults.Target {
-	s, err := pgstore.Open(context.Background(), emulator.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
 	return func(uint64) *faults.Target {
+		s, err := pgstore.Open(context.Background(), emulator.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
 		return &faults.Target{Config: system.Config{EventStore: "postgres", SnapshotEvery: 3}, Logger: quiet(),
-			Base: system.Backend{Store: s, Feed: s, Docs: s}}
+			Base: system.Backend{Store: s, Feed: s, Docs: s, Close: s.Close}}
 	}
 }
 

@@ -57,6 +57,11 @@ func runSchedules(t *testing.T, name string, seeds []uint64, w faults.Workload, 
 		tg := target(seed)
 		tg.Name = name
 		res, err := tg.Run(ctx, seed, w)
+		if tg.Base.Close != nil {
+			if cerr := tg.Base.Close(); cerr != nil {
+				t.Errorf("%s seed %d: close: %v", name, seed, cerr)
+			}
+		}
 		if err != nil {
 			t.Fatalf("%s seed %d: harness: %v", name, seed, err)
 		}

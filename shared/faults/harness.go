@@ -386,6 +386,11 @@ func (r *run) quiesce(ctx context.Context) error {
 	r.contend(ctx)
 	streams := r.streams()
 	for round := 0; round < 30; round++ {
+		before, err := r.eventCount(ctx)
+		if err != nil {
+			return err
+		}
+		movedAny := false
 		for range 200 {
 			var moved bool
 			var err error
@@ -400,6 +405,7 @@ func (r *run) quiesce(ctx context.Context) error {
 			if !moved {
 				break
 			}
+			movedAny = true
 		}
 		if r.t.Settle != nil {
 			if err := r.t.Settle(ctx, r.sys, streams); err != nil {
@@ -410,11 +416,29 @@ func (r *run) quiesce(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("settling: redrive: %w", err)
 		}
-		if res.Redriven == 0 && r.settled(ctx) {
+		after, err := r.eventCount(ctx)
+		if err != nil {
+			return err
+		}
+		// Quiet: a whole round in which nothing was delivered, redriven or appended (the
+		// saga appends while it settles; its events must reach the read models too).
+		if !movedAny && res.Redriven == 0 && after == before && r.settled(ctx) {
 			return nil
 		}
 	}
 	return nil // the checker reports what did not settle
+}
+
+func (r *run) eventCount(ctx context.Context) (int, error) {
+	n := 0
+	for _, st := range r.streams() {
+		evs, err := r.t.Base.Store.Load(ctx, st, eventstore.Range{})
+		if err != nil {
+			return 0, fmt.Errorf("settling: read %s: %w", st, err)
+		}
+		n += len(evs)
+	}
+	return n, nil
 }
 
 // settled: no dead letters and every order the store has is past the saga.
