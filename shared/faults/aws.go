@@ -3,44 +3,53 @@ package faults
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/ecmstore/ecmstore/shared/ddbstream"
 )
 
-// DynamoDBOptions injects p's faults at the wire of a DynamoDB client: a Finalize
-// middleware after the SDK's retry and signing steps, so each attempt the SDK makes is
-// one operation ("dynamodb.PutItem", "dynamodb.TransactWriteItems"…). ErrorBefore
-// returns before the request is sent; LostResponse sends it, lets DynamoDB apply it, and
-// returns an error instead of the answer. The injected errors are not of a kind the SDK
-// retries, so the store above sees each one.
-func DynamoDBOptions(p *Process) func(*dynamodb.Options) {
-	return func(o *dynamodb.Options) {
-		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
-			return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("faults",
-				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
-					out middleware.FinalizeOutput, md middleware.Metadata, err error) {
-					op := "dynamodb." + awsmiddleware.GetOperationName(ctx)
-					ferr := p.Do(ctx, op, func(ctx context.Context) error {
-						out, md, err = next.HandleFinalize(ctx, in)
-						return err
-					})
-					if ferr != nil && err == nil {
-						// A fault replaced a successful answer (or no request was sent).
-						return middleware.FinalizeOutput{}, md, ferr
-					}
-					if ferr != nil {
-						return out, md, ferr
-					}
-					return out, md, err
-				}), middleware.After)
-		})
+// APIOption injects p's faults at the wire of any AWS SDK client: a Finalize middleware
+// after the SDK's retry and signing steps, so each attempt the SDK makes is one operation,
+// named service.Operation in lower-case service ("dynamodb.PutItem",
+// "dynamodb.TransactWriteItems", "sqs.SendMessage"…). ErrorBefore returns before the
+// request is sent; LostResponse sends it, lets the service apply it, and returns an error
+// instead of the answer. The injected errors are not of a kind the SDK retries, so the
+// code above the client sees each one.
+func APIOption(p *Process) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("faults",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+				middleware.FinalizeOutput, middleware.Metadata, error) {
+				op := strings.ToLower(awsmiddleware.GetServiceID(ctx)) + "." + awsmiddleware.GetOperationName(ctx)
+				var out middleware.FinalizeOutput
+				var md middleware.Metadata
+				err := p.Do(ctx, op, func(ctx context.Context) (err error) {
+					out, md, err = next.HandleFinalize(ctx, in)
+					return err
+				})
+				if err != nil {
+					return middleware.FinalizeOutput{}, md, err
+				}
+				return out, md, nil
+			}), middleware.After)
 	}
+}
+
+// DynamoDBOptions injects p's faults into a DynamoDB client (see APIOption).
+func DynamoDBOptions(p *Process) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, APIOption(p)) }
+}
+
+// SQSOptions injects p's faults into an SQS client (see APIOption).
+func SQSOptions(p *Process) func(*sqs.Options) {
+	return func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, APIOption(p)) }
 }
 
 // Redeliver wraps a stream handler so that each batch it is given arrives with some

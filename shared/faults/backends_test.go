@@ -82,7 +82,7 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 			Wrap: func(_ context.Context, p *faults.Process) (system.Backend, error) {
 				c := emulator.DynamoDBClient(ddb, faults.DynamoDBOptions(p))
 				return system.Backend{Store: dynamostore.New(c, names.EventsTable), Docs: dynamostore.NewDocs(c, names.ReadModelTable),
-					Sink: sink}, nil
+					Sink: &ddbstream.SQSSink{Client: emulator.SQSClient(q, faults.SQSOptions(p)), QueueURL: url}}, nil
 			},
 			Pump: func(ctx context.Context, sys *system.System, s *faults.Schedule) (bool, error) {
 				poller.Handler = faults.Redeliver(s, sys.Projector().Handle)

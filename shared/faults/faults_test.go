@@ -78,9 +78,9 @@ func runSchedules(t *testing.T, name string, seeds []uint64, w faults.Workload, 
 // many short schedules; the durable stores fewer (every commit is synced); DynamoDB Local
 // a few longer ones on one pair of tables, ids unique per schedule.
 func TestFaults(t *testing.T) {
-	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 3, PerContender: 3, Faults: faults.DefaultFaults()}
+	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 8, PerContender: 4, Faults: faults.DefaultFaults()}
 	t.Run("memory", func(t *testing.T) {
-		runSchedules(t, "memory", schedules(t, 1000, 120), w, func(uint64) *faults.Target {
+		runSchedules(t, "memory", schedules(t, 1000, 100), w, func(uint64) *faults.Target {
 			s := memstore.New()
 			return &faults.Target{Config: system.Config{EventStore: "memory", SnapshotEvery: 3},
 				Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -363,8 +364,40 @@ func (r *run) workload(ctx context.Context) error {
 		if rnd.IntN(3) == 0 {
 			r.pump(ctx)
 		}
+		if rnd.IntN(25) == 0 {
+			// An operator redrives what was parked: a crash can hit mid redrive.
+			r.operate(ctx, "/dead-letters/redrive")
+		}
+		if rnd.IntN(25) == 0 {
+			// An operator rebuilds a projection (the saga included: a rebuild replays the
+			// orders, and must not pay for them again).
+			var names []string
+			for _, p := range r.sys.Engine.Projections() {
+				if slices.ContainsFunc(p.AggregateTypes(), func(t string) bool {
+					return t == bank.AggregateType || t == orders.AggregateType || t == orders.ProductType
+				}) {
+					names = append(names, p.Name())
+				}
+			}
+			r.operate(ctx, "/projections/"+names[rnd.IntN(len(names))]+"/rebuild")
+		}
 	}
 	return nil
+}
+
+// operate sends an operator's POST until it succeeds (a rebuild is safe to repeat).
+func (r *run) operate(ctx context.Context, path string) {
+	for range r.w.MaxTries {
+		if r.proc.Crashed() {
+			if err := r.restart(ctx); err != nil {
+				return
+			}
+		}
+		a, ok := r.serve(ctx, http.MethodPost, path, nil, nil)
+		if ok && !a.Lost && a.Status < 500 {
+			return
+		}
+	}
 }
 
 // unit is one currency unit in money.Amount's fixed point.
