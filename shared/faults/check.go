@@ -58,6 +58,7 @@ type Command struct {
 	IfMatch     bool          // sent with If-Match (a versioned command)
 	Answers     []Answer      // every answer, lost or not, in order
 	Final       *Answer       // the acknowledged answer; nil when the client gave up
+	GaveUp      bool          // every try failed (5xx, lost, in progress)
 }
 
 func (c *Command) String() string {
@@ -118,7 +119,7 @@ const (
 	InvReservedStock      = "reserved-stock"
 	InvReadModel          = "read-model"
 	InvParked             = "parked-after-settle"
-	InvServerError        = "final-5xx"
+	InvGaveUp             = "client-gave-up"
 	InvSettle             = "settle-failed"
 )
 
@@ -200,8 +201,8 @@ func Check(h *History) []Violation {
 		case len(own) == 1 && c.Key != "" && c.Final != nil && c.Final.Status >= 400 && c.Final.Status < 500:
 			add(InvRejectedButApplied, "%s was answered %s yet took effect: [%s]", c, c.Final, describe(own[0]))
 		}
-		if c.Final != nil && c.Final.Status >= 500 {
-			add(InvServerError, "%s: the last of its tries was answered %s", c, c.Final)
+		if c.GaveUp {
+			add(InvGaveUp, "%s: no try of %d got an answer to keep: %s", c, len(c.Answers), answers(c))
 		}
 		if c.Key != "" {
 			var first *Answer

@@ -138,6 +138,11 @@ func TestCheckerCatchesEachViolation(t *testing.T) {
 			h.Replay["/orders/o1"] = mustJSON(orders.Order{ID: "o1", Status: orders.StatusPaid, Version: 2})
 			h.ReadModel["/orders/o1"] = h.Replay["/orders/o1"]
 		}, []string{faults.InvUnsettled}},
+		{"client gave up", func(t *testing.T, h *faults.History) {
+			c := h.Commands[3]
+			c.Answers = []faults.Answer{{Status: 500, Code: "internal"}, {Status: 503, Code: "throttled"}}
+			c.Final, c.GaveUp = nil, true
+		}, []string{faults.InvGaveUp}},
 		{"stock reserved twice", func(t *testing.T, h *faults.History) {
 			prod := eventstore.Stream{Type: orders.ProductType, ID: "p1"}
 			h.Events[prod] = append(h.Events[prod],

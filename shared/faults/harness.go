@@ -268,11 +268,9 @@ func (r *run) command(ctx context.Context, c *Command, method, path string, body
 			r.clock.advance(time.Minute) // the client backs off; a dead request goes stale
 		}
 	}
-	// Gave up: the last answer, if any, stands as what the client saw (not acknowledged
-	// unless it was a final one).
-	if n := len(c.Answers); n > 0 && !c.Answers[n-1].Lost {
-		c.Final = &c.Answers[n-1]
-	}
+	// Gave up: nothing was acknowledged. With a fault rate of a few percent per
+	// operation, every try failing means the server is stuck (the checker says so).
+	c.GaveUp = true
 }
 
 // version reads an aggregate's current version the way a client would (GET ?consistent).
