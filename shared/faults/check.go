@@ -59,6 +59,7 @@ type Command struct {
 	Answers     []Answer      // every answer, lost or not, in order
 	Final       *Answer       // the acknowledged answer; nil when the client gave up
 	GaveUp      bool          // every try failed (5xx, lost, in progress)
+	Concurrent  bool          // sent while other commands raced on the same aggregate
 }
 
 func (c *Command) String() string {
@@ -225,7 +226,8 @@ func Check(h *History) []Violation {
 			for _, a := range c.Answers {
 				// already_exists (a create of something that exists) is a rule, not contention.
 				if a.Status == 409 && a.Code == "version_conflict" {
-					add(InvUnversioned409, "%s sent no expected version but was answered %s", c, a)
+					add(InvUnversioned409, "%s sent no expected version but was answered %s%s", c, a, map[bool]string{
+						true: " (in the contention phase: timing decides, rerun the seed a few times)"}[c.Concurrent])
 					break
 				}
 			}
@@ -366,6 +368,7 @@ func Check(h *History) []Violation {
 				}
 			case orders.StockReleased:
 				net[p.OrderID] = 0
+				evs = append(evs, e)
 			}
 		}
 		var got struct {
@@ -374,7 +377,14 @@ func Check(h *History) []Violation {
 		if raw, ok := h.Replay["/products/"+pid]; ok {
 			_ = json.Unmarshal(raw, &got)
 			if got.Reserved != want[pid] {
-				add(InvReservedStock, "product %s: reserved %d, the confirmed orders hold %d", pid, got.Reserved, want[pid])
+				var status []string
+				for _, id := range h.Orders {
+					if o, ok := orderState[id]; ok && o.Status != "" {
+						status = append(status, id+"="+o.Status)
+					}
+				}
+				add(InvReservedStock, "product %s: reserved %d, the confirmed orders hold %d; orders: %s; reservations: %s",
+					pid, got.Reserved, want[pid], strings.Join(status, " "), orNone(list(evs)))
 			}
 		}
 	}

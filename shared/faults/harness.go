@@ -520,7 +520,7 @@ func (r *run) contend(ctx context.Context) {
 	var cmds []*Command
 	for range r.w.Contenders * r.w.PerContender {
 		c := r.newCommand(CmdDeposit, acc)
-		c.Key, c.Amount = "", unit
+		c.Key, c.Amount, c.Concurrent = "", unit, true
 		cmds = append(cmds, c)
 	}
 	var wg sync.WaitGroup
