@@ -99,3 +99,33 @@ func TestFaults(t *testing.T) {
 	d.ErrorBefore, d.LostResponse, d.Throttle, d.Timeout, d.Crash = d.ErrorBefore/2, d.LostResponse/2, d.Throttle/2, d.Timeout/2, d.Crash/2
 	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 5), dw, dynamoTarget(t)) })
 }
+
+// With no faults the same workload breaks nothing: the violations TestFaults reports are
+// the faults' doing, not the harness's.
+func TestNoFaultsNoViolations(t *testing.T) {
+	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 3, PerContender: 2}
+	for _, seed := range []uint64{1, 2, 3, 4, 5} {
+		s := memstore.New()
+		tg := &faults.Target{Config: system.Config{EventStore: "memory", SnapshotEvery: 3},
+			Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}
+		res, err := tg.Run(context.Background(), seed, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := res.Schedule.Counts(); n[faults.Crash]+n[faults.ErrorBefore]+n[faults.LostResponse] != 0 {
+			t.Fatalf("faults injected with none configured: %v", n)
+		}
+		if len(res.Violations) > 0 {
+			t.Error(res.Report("memory"))
+		}
+		var acked int
+		for _, c := range res.History.Commands {
+			if c.Final != nil && c.Final.Status < 300 {
+				acked++
+			}
+		}
+		if acked < 20 || len(res.History.Events) == 0 {
+			t.Fatalf("seed %d: only %d commands acknowledged, %d streams: the workload did not run", seed, acked, len(res.History.Events))
+		}
+	}
+}
