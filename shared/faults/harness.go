@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -76,7 +77,8 @@ type Result struct {
 func (r *Result) Report(target string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s seed %d: %d invariant violation(s)\n", target, r.Seed, len(r.Violations))
-	fmt.Fprintf(&b, "  reproduce: FAULT_SEED=%d go test -race -count=1 ./shared/faults -run 'TestFaults/%s$' -v\n", r.Seed, target)
+	fmt.Fprintf(&b, "  reproduce: FAULT_SEED=%d go test -race -count=1 ./shared/faults -run 'TestFaults/%s$' -v"+
+		"   (FAULT_TRACE=1 lists every injected fault)\n", r.Seed, target)
 	fmt.Fprintf(&b, "  processes: %d; faults:", r.Processes)
 	counts := r.Schedule.Counts()
 	for k := ErrorBefore; k < numKinds; k++ {
@@ -85,6 +87,11 @@ func (r *Result) Report(target string) string {
 	b.WriteString("\n")
 	for _, c := range r.Schedule.Crashes() {
 		fmt.Fprintf(&b, "  crash at %s\n", c)
+	}
+	if os.Getenv("FAULT_TRACE") != "" {
+		for _, d := range r.Schedule.Decisions() {
+			fmt.Fprintf(&b, "  fault %s#%d %s performed=%v during %s\n", d.Op, d.N, d.Kind, d.Performed, d.During)
+		}
 	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
@@ -238,6 +245,7 @@ func retryable(a Answer) bool {
 // processes in between, and records every answer.
 func (r *run) command(ctx context.Context, c *Command, method, path string, body any) {
 	r.hist.Commands = append(r.hist.Commands, c)
+	r.sched.SetDuring(c.String())
 	hdr := map[string]string{"X-Correlation-Id": c.Correlation}
 	if c.Key != "" {
 		hdr["Idempotency-Key"] = c.Key
@@ -295,6 +303,7 @@ func (r *run) newCommand(kind, target string) *Command {
 // pump delivers what is new to the projections; errors are the schedule's doing and are
 // left for a later pump (or for settling) to make good.
 func (r *run) pump(ctx context.Context) {
+	r.sched.SetDuring("projections and saga")
 	for range 20 {
 		if r.proc.Crashed() {
 			return
@@ -385,6 +394,7 @@ func (r *run) workload(ctx context.Context) error {
 
 // operate sends an operator's POST until it succeeds (a rebuild is safe to repeat).
 func (r *run) operate(ctx context.Context, path string) {
+	r.sched.SetDuring("operator POST " + path)
 	for range r.w.MaxTries {
 		if r.proc.Crashed() {
 			if err := r.restart(ctx); err != nil {

@@ -109,6 +109,7 @@ type Schedule struct {
 	counts  [numKinds]int
 	crashes []CrashPoint
 	log     []Decision
+	during  string
 }
 
 // CrashPoint names where a crash hit: the operation and its ordinal among the calls of
@@ -117,6 +118,7 @@ type CrashPoint struct {
 	Op        string
 	N         int
 	Performed bool
+	During    string // what the harness was doing (SetDuring)
 }
 
 func (c CrashPoint) String() string {
@@ -124,7 +126,7 @@ func (c CrashPoint) String() string {
 	if c.Performed {
 		p = "performed"
 	}
-	return fmt.Sprintf("%s#%d (%s)", c.Op, c.N, p)
+	return fmt.Sprintf("%s#%d (%s) during %s", c.Op, c.N, p, c.During)
 }
 
 // Decision is one injected fault, for the failure report.
@@ -133,6 +135,15 @@ type Decision struct {
 	N         int
 	Kind      Kind
 	Performed bool
+	During    string
+}
+
+// SetDuring names what the harness does next ("command #12 deposit …", "projections"),
+// for the report of the faults injected meanwhile.
+func (s *Schedule) SetDuring(what string) {
+	s.mu.Lock()
+	s.during = what
+	s.mu.Unlock()
 }
 
 // NewSchedule returns an enabled schedule for seed.
@@ -191,9 +202,9 @@ func (s *Schedule) decide(op string) (Kind, bool, int) {
 		performed = s.rnd.IntN(2) == 0
 	}
 	s.counts[k]++
-	s.log = append(s.log, Decision{Op: op, N: n, Kind: k, Performed: performed})
+	s.log = append(s.log, Decision{Op: op, N: n, Kind: k, Performed: performed, During: s.during})
 	if k == Crash {
-		s.crashes = append(s.crashes, CrashPoint{Op: op, N: n, Performed: performed})
+		s.crashes = append(s.crashes, CrashPoint{Op: op, N: n, Performed: performed, During: s.during})
 	}
 	return k, performed, n
 }
