@@ -46,6 +46,18 @@ fuzz:
 		done; \
 	done
 
+## --- fault injection (owner: harness helper) -----------------------------------------------
+# Seeded fault schedules on every backend, then the invariant checker (shared/faults).
+# `make test` runs them too, inside test-unit (./... includes shared/faults); this target
+# runs them alone, verbosely, and prints one summary line per backend. Reproduce one
+# schedule with FAULT_SEED=N (printed with every violation); FAULT_SCHEDULES=N changes
+# how many schedules each backend runs.
+.PHONY: faults
+faults: emulators
+	@mkdir -p .data; set -o pipefail; $(GO) test -race -count=1 -v ./shared/faults | tee .data/faults.log | \
+		grep -E '^(--- |ok|FAIL)|VIOLATION|reproduce:|seed [0-9]+:'; rc=$$?; \
+		echo "full output: .data/faults.log"; grep -h 'FAULTS ' .data/faults.log; exit $$rc
+
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
 
