@@ -63,7 +63,7 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 	ddb, q := emulator.DynamoDB(t), emulator.SQS(t)
 	suffix := fmt.Sprint(time.Now().UnixNano())
 	names := infra.Names{EventsTable: "fevents-" + suffix, ReadModelTable: "fmodels-" + suffix,
-		DLQ: "fdlq-" + suffix, DLQArchive: "fdlq-archive-" + suffix}
+		DLQ: "fdlq-" + suffix, DLQArchive: "fdlq-archive-" + suffix, SagaDLQ: "fsdlq-" + suffix, SagaDLQArchive: "fsdlq-archive-" + suffix}
 	db, sq := emulator.DynamoDBClient(ddb), emulator.SQSClient(q)
 	url, err := infra.Ensure(ctx, db, sq, names)
 	if err != nil {
@@ -73,7 +73,7 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 	if err != nil || desc.Table.LatestStreamArn == nil {
 		t.Fatalf("events table stream: %v", err)
 	}
-	sink := &ddbstream.SQSSink{Client: sq, QueueURL: url}
+	sink := &ddbstream.SQSSink{Client: sq, QueueURL: url.DLQ, SagaQueueURL: url.SagaDLQ}
 	base := system.Backend{Store: dynamostore.New(db, names.EventsTable), Docs: dynamostore.NewDocs(db, names.ReadModelTable), Sink: sink}
 	poller := &ddbstream.Poller{Streams: emulator.DynamoDBStreamsClient(ddb), StreamArn: aws.ToString(desc.Table.LatestStreamArn),
 		MaxRetry: 3, Logger: quiet()}
@@ -82,7 +82,7 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 			Wrap: func(_ context.Context, p *faults.Process) (system.Backend, error) {
 				c := emulator.DynamoDBClient(ddb, faults.DynamoDBOptions(p))
 				return system.Backend{Store: dynamostore.New(c, names.EventsTable), Docs: dynamostore.NewDocs(c, names.ReadModelTable),
-					Sink: &ddbstream.SQSSink{Client: emulator.SQSClient(q, faults.SQSOptions(p)), QueueURL: url}}, nil
+					Sink: &ddbstream.SQSSink{Client: emulator.SQSClient(q, faults.SQSOptions(p)), QueueURL: url.DLQ, SagaQueueURL: url.SagaDLQ}}, nil
 			},
 			Pump: func(ctx context.Context, sys *system.System, s *faults.Schedule) (bool, error) {
 				poller.Handler = faults.Redeliver(s, sys.Projector().Handle)

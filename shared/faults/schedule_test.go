@@ -144,7 +144,7 @@ func TestWrappers(t *testing.T) {
 func TestDynamoDBWireFaults(t *testing.T) {
 	ctx := context.Background()
 	ddb, q := emulator.DynamoDB(t), emulator.SQS(t)
-	names := infra.Names{EventsTable: "wire-events", ReadModelTable: "wire-models", DLQ: "wire-dlq", DLQArchive: "wire-dlq-archive"}
+	names := infra.Names{EventsTable: "wire-events", ReadModelTable: "wire-models", DLQ: "wire-dlq", DLQArchive: "wire-dlq-archive", SagaDLQ: "wire-sdlq", SagaDLQArchive: "wire-sdlq-archive"}
 	if _, err := infra.Ensure(ctx, emulator.DynamoDBClient(ddb), emulator.SQSClient(q), names); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,17 @@ func (s *store) Query(ctx context.Context, f eventstore.Filter) (out eventstore.
 	return out, err
 }
 
+func (s *store) FindEvent(ctx context.Context, st eventstore.Stream, id string) (v int64, found bool, err error) {
+	err = s.p.Do(ctx, "events.FindEvent", func(ctx context.Context) error {
+		v, found, err = s.b.FindEvent(ctx, st, id)
+		return err
+	})
+	if err != nil {
+		v, found = 0, false
+	}
+	return v, found, err
+}
+
 func (s *store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
 	return s.p.Do(ctx, "snapshots.Save", func(ctx context.Context) error { return s.b.SaveSnapshot(ctx, snap) })
 }
