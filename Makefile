@@ -13,8 +13,9 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
+# -timeout: the fault harness alone runs for minutes on a loaded 2-core machine.
 test-unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 40m ./...
 
 # Every test, emulators included: installs what is missing, then runs the whole suite
 # with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL

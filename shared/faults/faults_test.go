@@ -87,7 +87,7 @@ func runSchedules(t *testing.T, name string, seeds []uint64, w faults.Workload, 
 func TestFaults(t *testing.T) {
 	w := faults.Workload{Accounts: 3, Products: 2, Commands: 30, Contenders: 8, PerContender: 4, Faults: faults.DefaultFaults()}
 	t.Run("memory", func(t *testing.T) {
-		runSchedules(t, "memory", schedules(t, 1000, 100), w, func(uint64) *faults.Target {
+		runSchedules(t, "memory", schedules(t, 1000, 300), w, func(uint64) *faults.Target {
 			s := memstore.New()
 			return &faults.Target{Config: system.Config{EventStore: "memory", SnapshotEvery: 3},
 				Base: system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}}
@@ -95,16 +95,16 @@ func TestFaults(t *testing.T) {
 	})
 	durable := w
 	durable.Commands = 20
-	t.Run("embedded", func(t *testing.T) { runSchedules(t, "embedded", schedules(t, 2000, 30), durable, embeddedTarget(t)) })
-	t.Run("postgres", func(t *testing.T) { runSchedules(t, "postgres", schedules(t, 3000, 30), durable, postgresTarget(t)) })
+	t.Run("embedded", func(t *testing.T) { runSchedules(t, "embedded", schedules(t, 2000, 100), durable, embeddedTarget(t)) })
+	t.Run("postgres", func(t *testing.T) { runSchedules(t, "postgres", schedules(t, 3000, 100), durable, postgresTarget(t)) })
 	// Faults are injected per DynamoDB request there, several to one HTTP command: half
 	// the rate keeps the mix per command comparable.
 	dw := w
-	dw.Commands = 40
+	dw.Commands = 20
 	dw.Faults = faults.DefaultFaults()
 	d := &dw.Faults.Default
 	d.ErrorBefore, d.LostResponse, d.Throttle, d.Timeout, d.Crash = d.ErrorBefore/2, d.LostResponse/2, d.Throttle/2, d.Timeout/2, d.Crash/2
-	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 5), dw, dynamoTarget(t)) })
+	t.Run("dynamodb", func(t *testing.T) { runSchedules(t, "dynamodb", schedules(t, 4000, 20), dw, dynamoTarget(t)) })
 }
 
 // With no faults the same workload breaks nothing: the violations TestFaults reports are
