@@ -357,4 +357,3 @@ func backfillSegment(ctx context.Context, db *dynamodb.Client, table string, ix 
 		start = page.LastEvaluatedKey
 	}
 }
-

@@ -197,7 +197,7 @@ func (s *Store) buckets(ctx context.Context, dim, lo, hi string) ([]string, erro
 		var page *dynamodb.QueryOutput
 		err := retrying(ctx, func() (err error) {
 			page, err = s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(s.ix.Table),
-				KeyConditionExpression: aws.String("#pk = :pk AND #sk BETWEEN :lo AND :hi"),
+				KeyConditionExpression:   aws.String("#pk = :pk AND #sk BETWEEN :lo AND :hi"),
 				ExpressionAttributeNames: map[string]string{"#pk": infra.AttrPK, "#sk": infra.AttrSK},
 				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: registryPK(dim)},
 					":lo": &types.AttributeValueMemberS{Value: lo}, ":hi": &types.AttributeValueMemberS{Value: hi}},
@@ -300,7 +300,7 @@ func (m *merger) page(ctx context.Context, r *shardReader, limit int32) error {
 		var out *dynamodb.QueryOutput
 		err := retrying(ctx, func() (err error) {
 			out, err = m.s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(m.s.ix.Table),
-				KeyConditionExpression: aws.String("#pk = :pk AND #sk BETWEEN :lo AND :hi"),
+				KeyConditionExpression:   aws.String("#pk = :pk AND #sk BETWEEN :lo AND :hi"),
 				ExpressionAttributeNames: map[string]string{"#pk": infra.AttrPK, "#sk": infra.AttrSK},
 				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: r.pk},
 					":lo": &types.AttributeValueMemberS{Value: m.lo}, ":hi": &types.AttributeValueMemberS{Value: m.hi}},
