@@ -29,8 +29,8 @@ type Config struct {
 	IndexTable  string
 	IndexShards int
 	IndexSettle time.Duration
-	DLQName        string
-	DLQURL         string
+	DLQName     string
+	DLQURL      string
 	// The saga's dead letters go to their own queue (SAGA_DLQ_NAME / SAGA_DLQ_URL), whose
 	// redrive may append events; the read models' redrive may not.
 	SagaDLQName   string
