@@ -158,6 +158,12 @@ deploy-localstack:
 		--parameter-overrides 'JwtIssuer=$(or $(JWT_ISSUER),https://localhost.localstack.cloud)' \
 		'JwtAudience=$(or $(JWT_AUDIENCE),local)' 'DeletionProtection=false' 'LogLevel=$(LOG_LEVEL)'
 
+# Puts every event of the events table into the index table (the migration to the index
+# table, or re-filling it after changing INDEX_SHARDS). AWS credentials and region from
+# the environment; EVENTS_TABLE, INDEX_TABLE and INDEX_SHARDS as deployed.
+backfill-index:
+	$(GO) run ./infra/cmd/backfillindex -shards $(or $(INDEX_SHARDS),16)
+
 # The events table refuses deletion while DeletionProtection is true: deploy once with
 # DELETION_PROTECTION=false first.
 destroy:
