@@ -108,7 +108,7 @@ STAGE ?= prod
 SNAPSHOT_EVERY ?= 50
 DELETION_PROTECTION ?= true
 LOG_LEVEL ?= info
-.PHONY: build deploy deploy-localstack destroy destroy-localstack
+.PHONY: build deploy deploy-localstack destroy destroy-localstack backfill-index
 
 # One zip per function under dist/, holding the single executable `bootstrap` that
 # provided.al2023 runs. Zipped by a Go tool so a fresh machine needs nothing but Go.
