@@ -146,7 +146,7 @@ STAGE ?= prod
 SNAPSHOT_EVERY ?= 50
 DELETION_PROTECTION ?= true
 LOG_LEVEL ?= info
-.PHONY: build deploy deploy-localstack destroy destroy-localstack
+.PHONY: build deploy deploy-localstack destroy destroy-localstack backfill-index
 
 # One zip per function under dist/, holding the single executable `bootstrap` that
 # provided.al2023 runs. Zipped by a Go tool so a fresh machine needs nothing but Go.
@@ -195,6 +195,12 @@ deploy-localstack:
 	samlocal deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
 		--parameter-overrides 'JwtIssuer=$(or $(JWT_ISSUER),https://localhost.localstack.cloud)' \
 		'JwtAudience=$(or $(JWT_AUDIENCE),local)' 'DeletionProtection=false' 'LogLevel=$(LOG_LEVEL)'
+
+# Puts every event of the events table into the index table (the migration to the index
+# table, or re-filling it after changing INDEX_SHARDS). AWS credentials and region from
+# the environment; EVENTS_TABLE, INDEX_TABLE and INDEX_SHARDS as deployed.
+backfill-index:
+	$(GO) run ./infra/cmd/backfillindex -shards $(or $(INDEX_SHARDS),16)
 
 # The events table refuses deletion while DeletionProtection is true: deploy once with
 # DELETION_PROTECTION=false first.

@@ -71,14 +71,14 @@ func environment(t testing.TB) []string {
 	ddb, sqsEP := emulator.DynamoDB(t), emulator.SQS(t)
 	s := fmt.Sprint(time.Now().UnixNano())
 	n := infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "dlq-" + s + "-archive",
-		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-dlq-" + s + "-archive"}
+		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-dlq-" + s + "-archive", IndexTable: "ix-" + s}
 	urls, err := infra.Ensure(context.Background(), emulator.DynamoDBClient(ddb), emulator.SQSClient(sqsEP), n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return []string{"AWS_ENDPOINT_URL_DYNAMODB=" + string(ddb), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS=" + string(ddb),
 		"AWS_ENDPOINT_URL_SQS=" + string(sqsEP), "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local",
-		"EVENTS_TABLE=" + n.EventsTable, "READMODEL_TABLE=" + n.ReadModelTable, "DLQ_URL=" + urls.DLQ, "DLQ_NAME=" + n.DLQ,
+		"EVENTS_TABLE=" + n.EventsTable, "INDEX_TABLE=" + n.IndexTable, "READMODEL_TABLE=" + n.ReadModelTable, "DLQ_URL=" + urls.DLQ, "DLQ_NAME=" + n.DLQ,
 		"SAGA_DLQ_URL=" + urls.SagaDLQ, "SAGA_DLQ_NAME=" + n.SagaDLQ}
 }
 

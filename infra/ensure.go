@@ -15,15 +15,17 @@ import (
 )
 
 // Names are the resource names of one deployment: the tables, the read models'
-// dead-letter queue and the saga's, each with its archive.
+// dead-letter queue and the saga's, each with its archive. IndexTable empty: no index
+// table is created.
 type Names struct {
 	EventsTable, ReadModelTable, DLQ, DLQArchive, SagaDLQ, SagaDLQArchive string
+	IndexTable                                                            string
 }
 
 // DefaultNames are the names used when nothing is configured.
 func DefaultNames() Names {
 	return Names{DefaultEventsTable, DefaultReadModelTable, DefaultDLQName, DefaultDLQArchiveName,
-		DefaultSagaDLQName, DefaultSagaDLQArchiveName}
+		DefaultSagaDLQName, DefaultSagaDLQArchiveName, DefaultIndexTable}
 }
 
 // QueueURLs are the URLs of the two dead-letter queues.
@@ -40,7 +42,13 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (Q
 	if n.DLQ == "" || n.DLQArchive == "" || n.SagaDLQ == "" || n.SagaDLQArchive == "" {
 		return urls, fmt.Errorf("infra: every queue needs a name: %+v", n)
 	}
-	for _, in := range []*dynamodb.CreateTableInput{EventsTable(n.EventsTable), ReadModelTable(n.ReadModelTable)} {
+	tables := []*dynamodb.CreateTableInput{EventsTable(n.EventsTable), ReadModelTable(n.ReadModelTable)}
+	if n.IndexTable != "" {
+		tables = append(tables, IndexTable(n.IndexTable))
+	}
+	// An events table created with the GSIs of earlier versions passes: sameTable checks
+	// the indexes the definition has, and it has none.
+	for _, in := range tables {
 		if err := ensureTable(ctx, db, in); err != nil {
 			return urls, err
 		}

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { emulator.Main(m) }
 func testNames() infra.Names {
 	s := fmt.Sprint(time.Now().UnixNano())
 	return infra.Names{EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, DLQ: "dlq-" + s, DLQArchive: "arc-" + s,
-		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-arc-" + s}
+		SagaDLQ: "saga-dlq-" + s, SagaDLQArchive: "saga-arc-" + s, IndexTable: "ix-" + s}
 }
 
 // snapshot is what Ensure could change: tables (with their TTL) and queue attributes.
@@ -36,7 +36,7 @@ func observe(t *testing.T, db *dynamodb.Client, q *sqs.Client, n infra.Names) sn
 	t.Helper()
 	ctx := context.Background()
 	s := snapshot{tables: map[string]string{}, queues: map[string]map[string]string{}}
-	for _, table := range []string{n.EventsTable, n.ReadModelTable} {
+	for _, table := range []string{n.EventsTable, n.ReadModelTable, n.IndexTable} {
 		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
 		if err != nil {
 			t.Fatal(err)
@@ -77,12 +77,16 @@ func TestEnsureCreatesOnceAndIsIdempotent(t *testing.T) {
 	}
 	first := observe(t, db, q, n)
 
-	if ev := first.tables[n.EventsTable]; !strings.Contains(ev, "status=ACTIVE") || !strings.Contains(ev, "gsis=3") ||
+	if ev := first.tables[n.EventsTable]; !strings.Contains(ev, "status=ACTIVE") || !strings.Contains(ev, "gsis=0") ||
 		!strings.Contains(ev, "/stream/") || !strings.Contains(ev, "ttl=ENABLED:expiresAt") {
 		t.Errorf("events table: %s", ev)
 	}
 	if rm := first.tables[n.ReadModelTable]; !strings.Contains(rm, "status=ACTIVE") || !strings.Contains(rm, "ttl=ENABLED:expiresAt") {
 		t.Errorf("read-model table: %s", rm)
+	}
+	if ix := first.tables[n.IndexTable]; !strings.Contains(ix, "status=ACTIVE") || !strings.Contains(ix, "gsis=0") ||
+		strings.Contains(ix, "/stream/") {
+		t.Errorf("index table: %s", ix)
 	}
 	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.EventsTable)})
 	if err != nil || desc.Table.StreamSpecification.StreamViewType != types.StreamViewTypeNewImage {
@@ -136,4 +140,40 @@ func TestEnsureRefusesADifferentTable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), n.EventsTable) {
 		t.Fatalf("Ensure over a different events table: %v", err)
 	}
+}
+
+// An events table created by earlier versions, with the three GSIs the queries used to
+// read, is accepted as it is: the new code never uses them, and dropping them is a
+// separate UpdateTable step (README).
+func TestEnsureAcceptsTheOldEventsTableWithGSIs(t *testing.T) {
+	ctx := context.Background()
+	db := emulator.DynamoDBClient(emulator.DynamoDB(t))
+	q := emulator.SQSClient(emulator.SQS(t))
+	n := testNames()
+	if _, err := db.CreateTable(ctx, OldEventsTable(n.EventsTable)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := infra.Ensure(ctx, db, q, n); err != nil {
+		t.Fatalf("Ensure over the old events table: %v", err)
+	}
+	d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.EventsTable)})
+	if err != nil || len(d.Table.GlobalSecondaryIndexes) != 3 {
+		t.Fatalf("old table changed: %v %v", d, err)
+	}
+}
+
+// OldEventsTable is the events table as versions before the index table created it:
+// three GSIs with ProjectionType ALL.
+func OldEventsTable(name string) *dynamodb.CreateTableInput {
+	in := infra.EventsTable(name)
+	for _, a := range []string{infra.AttrEventType, infra.AttrAggregateType, infra.AttrCorrelationID, infra.AttrTimeKey} {
+		in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{AttributeName: aws.String(a), AttributeType: types.ScalarAttributeTypeS})
+	}
+	for idx, hash := range map[string]string{"byType": infra.AttrEventType, "byAggregateType": infra.AttrAggregateType, "byCorrelation": infra.AttrCorrelationID} {
+		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, types.GlobalSecondaryIndex{IndexName: aws.String(idx),
+			KeySchema: []types.KeySchemaElement{{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(infra.AttrTimeKey), KeyType: types.KeyTypeRange}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll}})
+	}
+	return in
 }

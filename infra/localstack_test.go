@@ -102,6 +102,7 @@ func TestLocalStackResourcesMatchInfra(t *testing.T) {
 	tables := map[string]*dynamodb.CreateTableInput{
 		"tables/events.json":     EventsTable(DefaultEventsTable),
 		"tables/readmodels.json": ReadModelTable(DefaultReadModelTable),
+		"tables/index.json":      IndexTable(DefaultIndexTable),
 	}
 	queues := map[string]*sqs.CreateQueueInput{
 		"queues/dead-letters-archive.json":      DLQArchiveQueue(DefaultDLQArchiveName),
@@ -153,7 +154,7 @@ func TestLocalStackHookUsesTheDefinitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(hook)
-	for _, want := range []string{"tables/events.json", "tables/readmodels.json", "queues/dead-letters-archive.json",
+	for _, want := range []string{"tables/events.json", "tables/readmodels.json", "tables/index.json", DefaultIndexTable, "queues/dead-letters-archive.json",
 		"queues/dead-letters.json", "queues/saga-dead-letters-archive.json", "queues/saga-dead-letters.json",
 		AttrExpiresAt, DefaultEventsTable, DefaultReadModelTable} {
 		if !strings.Contains(text, want) {

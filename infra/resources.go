@@ -1,5 +1,6 @@
 // Package infra holds the one definition of the cloud resources the system needs: the
-// events table, the read-model table and the dead-letter queue. Tests, `make run` against
+// events table, the stream-fed index table, the read-model table and the dead-letter
+// queues. Tests, `make run` against
 // emulators and the LocalStack init hook create them from here; a test proves
 // template.yaml declares the same keys, indexes and stream view.
 package infra
@@ -10,10 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Default resource names (overridden by EVENTS_TABLE, READMODEL_TABLE, DLQ_NAME,
-// SAGA_DLQ_NAME).
+// Default resource names (overridden by EVENTS_TABLE, INDEX_TABLE, READMODEL_TABLE,
+// DLQ_NAME, SAGA_DLQ_NAME).
 const (
 	DefaultEventsTable    = "ecm-events"
+	DefaultIndexTable     = "ecm-index"
 	DefaultReadModelTable = "ecm-readmodels"
 	DefaultDLQName        = "ecm-dead-letters"
 	DefaultDLQArchiveName = "ecm-dead-letters-archive"
@@ -24,13 +26,20 @@ const (
 	DefaultSagaDLQArchiveName = "ecm-saga-dead-letters-archive"
 )
 
-// Attribute and index names of the events table.
+// Attribute names of the events table.
 //
 // One item per event: pk = stream key ("Type#ID"), sk = version (a number). A snapshot of
 // version v is stored in the same partition at sk = v + 0.5, so it sorts just above the
 // event it covers and one reverse Query returns the newest snapshot and the events after
-// it. Snapshot items carry kind = "snapshot" and none of the index attributes, so the
-// sparse GSIs hold events only and the projector skips them.
+// it. Snapshot items carry kind = "snapshot" and the projector skips them.
+//
+// The events table has no GSIs: a GSI with ProjectionType ALL is another full write of
+// every event on the command path, and a GSI keyed on the event type puts every event of
+// a type on one partition key (about 1,000 write units a second for the whole system).
+// Appending an event of up to 1 KB costs one write unit. Queries across streams read the
+// index table instead, which the stream consumer fills (see IndexTable). Tables created
+// by earlier versions still have the GSIs byType, byAggregateType and byCorrelation; no
+// code uses them and they can be dropped (README, "Migrating to the index table").
 const (
 	AttrPK            = "pk"
 	AttrSK            = "sk"
@@ -40,10 +49,6 @@ const (
 	AttrCorrelationID = "correlationId"
 	AttrTimeKey       = "tk" // timestamp (fixed-width RFC 3339, µs) + "#" + stream key + "#" + version: unique and time-ordered
 
-	IndexByType          = "byType"          // eventType, tk
-	IndexByAggregateType = "byAggregateType" // aggregateType, tk
-	IndexByCorrelation   = "byCorrelation"   // correlationId, tk
-
 	// Read-model table: pk = collection, sk = document key; the document is in "doc" with a
 	// revision "rev" for optimistic updates; "expiresAt" (epoch seconds) is the TTL
 	// attribute (idempotency records expire).
@@ -52,41 +57,51 @@ const (
 	AttrExpiresAt = "expiresAt"
 )
 
-// EventsTable is the events table definition.
+// EventsTable is the events table definition: keys and the stream, no GSIs.
 func EventsTable(name string) *dynamodb.CreateTableInput {
-	gsi := func(index, hash string) types.GlobalSecondaryIndex {
-		return types.GlobalSecondaryIndex{
-			IndexName: aws.String(index),
-			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String(AttrTimeKey), KeyType: types.KeyTypeRange},
-			},
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
-		}
-	}
 	return &dynamodb.CreateTableInput{
 		TableName:   aws.String(name),
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeN},
-			{AttributeName: aws.String(AttrEventType), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String(AttrAggregateType), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String(AttrCorrelationID), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String(AttrTimeKey), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
-		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
-			gsi(IndexByType, AttrEventType),
-			gsi(IndexByAggregateType, AttrAggregateType),
-			gsi(IndexByCorrelation, AttrCorrelationID),
-		},
 		StreamSpecification: &types.StreamSpecification{
 			StreamEnabled:  aws.Bool(true),
 			StreamViewType: types.StreamViewTypeNewImage,
+		},
+	}
+}
+
+// IndexTable is the definition of the index table the stream consumer writes
+// (dynamostore.Indexer) and cross-stream queries read: pk S, sk S, no GSIs, no stream.
+//
+// Keys (the design is dynamostore's package comment):
+//   - "<dim>#<YYYYMMDDHH>#<shard>", sk = tk, for the dimensions "all", "t#<eventType>" and
+//     "a#<aggregateType>": the hour bucket of the event's timestamp (UTC), and the shard
+//     fnv-1a(stream key) mod INDEX_SHARDS. A key receives (one type's events in one hour)
+//     / shards, and nothing grows with total traffic. The shard count is fixed per
+//     deployment: changing it means emptying and re-filling the index (BackfillIndex).
+//   - "c#<correlationId>", sk = tk: one request's fan-out, unsharded.
+//   - "b#<dim>", sk = "<YYYYMMDDHH>": the bucket registry, one item per dimension and hour
+//     with events, so readers skip empty hours. Written once per process and bucket.
+//
+// Each index item carries the whole event, so a query needs no second read.
+func IndexTable(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:   aws.String(name),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
 	}
 }

@@ -315,6 +315,10 @@ func classify(r string) string {
 		return "events-index"
 	case "GetAtt:EventsTable.StreamArn", "Sub:${EventsTable.Arn}/stream/*":
 		return "events-stream"
+	case "Sub:${IndexTable.Arn}/index/*":
+		return "index-gsi"
+	case "GetAtt:IndexTable.Arn":
+		return "index"
 	case "GetAtt:ReadModelTable.Arn":
 		return "readmodel"
 	case "GetAtt:DeadLetterQueue.Arn":
@@ -340,8 +344,11 @@ var (
 	xray = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 	// What writes an event: a TransactWriteItems is authorised per item as these.
 	appendOnly = []string{"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert"}
-	consume    = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}
-	redrive    = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage"}
+	// What writes the index table: the projector's alone.
+	indexWrites = []string{"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+		"dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable"}
+	consume = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}
+	redrive = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage"}
 )
 
 type rule struct {
@@ -354,6 +361,15 @@ type rule struct {
 var forbidden = []rule{
 	{"*", "events", neverOnEvents},
 	{"*", "events-index", neverOnEvents},
+	// The events table has no GSIs any more: nothing is granted on them.
+	{"*", "events-index", []string{"dynamodb:Query", "dynamodb:Scan"}},
+	// Only the projector writes the index table (from the stream), and it never deletes.
+	{"ApiFunction", "index", indexWrites},
+	{"SagaFunction", "index", indexWrites},
+	{"RedriveFunction", "index", indexWrites},
+	{"SagaRedriveFunction", "index", indexWrites},
+	{"ProjectorFunction", "index", []string{"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PartiQLDelete",
+		"dynamodb:DeleteTable", "dynamodb:UpdateTable"}},
 	// The read models' side never writes events: the projector, and the redrive of the
 	// read models' queue (a saga dead letter there is refused, not run).
 	{"ProjectorFunction", "events", appendOnly},
@@ -380,27 +396,28 @@ var required = []rule{
 	{"*", "*", xray},
 	{"*", "readmodel", readModelRW},
 	{"ApiFunction", "events", appendEvents},
-	{"ApiFunction", "events-index", []string{"dynamodb:Query"}},
+	{"ApiFunction", "index", []string{"dynamodb:Query"}},
 	// The API's rebuilds and redrives run every projection, the saga included, and park
 	// in both queues.
 	{"ApiFunction", "dlq", []string{"sqs:SendMessage"}},
 	{"ApiFunction", "saga-dlq", []string{"sqs:SendMessage"}},
 	{"ProjectorFunction", "events-stream", streamRead},
 	{"ProjectorFunction", "events", []string{"dynamodb:GetItem", "dynamodb:Query"}},
+	{"ProjectorFunction", "index", []string{"dynamodb:BatchWriteItem", "dynamodb:PutItem"}},
 	{"ProjectorFunction", "dlq", []string{"sqs:SendMessage"}},
 	{"SagaFunction", "events-stream", streamRead},
 	{"SagaFunction", "events", appendEvents},
-	{"SagaFunction", "events-index", []string{"dynamodb:Query"}},
+	{"SagaFunction", "index", []string{"dynamodb:Query"}},
 	{"SagaFunction", "saga-dlq", []string{"sqs:SendMessage"}},
 	{"RedriveFunction", "dlq", redrive},
 	{"RedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
 	{"RedriveFunction", "events", []string{"dynamodb:GetItem", "dynamodb:Query"}},
-	{"RedriveFunction", "events-index", []string{"dynamodb:Query"}},
+	{"RedriveFunction", "index", []string{"dynamodb:Query"}},
 	// A redriven saga step issues commands: the saga's redrive appends as the saga does.
 	{"SagaRedriveFunction", "saga-dlq", redrive},
 	{"SagaRedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
 	{"SagaRedriveFunction", "events", appendEvents},
-	{"SagaRedriveFunction", "events-index", []string{"dynamodb:Query"}},
+	{"SagaRedriveFunction", "index", []string{"dynamodb:Query"}},
 }
 
 // actionMatches reports whether an IAM action pattern (case-insensitive, * and ?) covers
@@ -779,7 +796,8 @@ func shapeOfInfra(in *dynamodb.CreateTableInput) tableShape {
 // records expire); the events table's deletion protection follows the parameter.
 func checkTables(s *stack) []string {
 	var p []string
-	for logical, want := range map[string]*dynamodb.CreateTableInput{"EventsTable": infra.EventsTable("x"), "ReadModelTable": infra.ReadModelTable("x")} {
+	for logical, want := range map[string]*dynamodb.CreateTableInput{"EventsTable": infra.EventsTable("x"),
+		"ReadModelTable": infra.ReadModelTable("x"), "IndexTable": infra.IndexTable("x")} {
 		tbl, err := s.typed.GetDynamoDBTableWithName(logical)
 		if err != nil {
 			p = append(p, err.Error())
@@ -819,7 +837,12 @@ func checkTables(s *stack) []string {
 		if tbl.SSESpecification == nil || !tbl.SSESpecification.SSEEnabled {
 			p = append(p, logical+": SSESpecification.SSEEnabled off")
 		}
-		if ttl := tbl.TimeToLiveSpecification; ttl == nil || !ttl.Enabled || ttl.AttributeName == nil || *ttl.AttributeName != infra.AttrExpiresAt {
+		if ttl := tbl.TimeToLiveSpecification; logical == "IndexTable" {
+			// Index items never expire on their own: they live as long as their events.
+			if ttl != nil && ttl.Enabled {
+				p = append(p, "IndexTable: TTL would drop index items while their events remain")
+			}
+		} else if ttl == nil || !ttl.Enabled || ttl.AttributeName == nil || *ttl.AttributeName != infra.AttrExpiresAt {
 			p = append(p, fmt.Sprintf("%s: TTL must be enabled on %s", logical, infra.AttrExpiresAt))
 		}
 	}
@@ -890,8 +913,12 @@ var breakages = []struct{ check, what, old, new string }{
 	{"alarms", "an unconditional email subscription", "    Condition: HasAlarmEmail\n", ""},
 	{"tables", "sort key type", "- {AttributeName: sk, AttributeType: N}", "- {AttributeName: sk, AttributeType: S}"},
 	{"tables", "stream view", "StreamViewType: NEW_IMAGE", "StreamViewType: NEW_AND_OLD_IMAGES"},
-	{"tables", "index name", "IndexName: byCorrelation", "IndexName: byCorrelationId"},
-	{"tables", "index projection", "Projection: {ProjectionType: ALL}", "Projection: {ProjectionType: KEYS_ONLY}"},
+	{"tables", "a GSI back on the events table", "        - {AttributeName: sk, KeyType: RANGE}\n      StreamSpecification:", "        - {AttributeName: sk, KeyType: RANGE}\n      GlobalSecondaryIndexes:\n        - IndexName: byType\n          KeySchema:\n            - {AttributeName: pk, KeyType: HASH}\n          Projection: {ProjectionType: ALL}\n      StreamSpecification:"},
+	{"tables", "index table sort key type", "        - {AttributeName: sk, AttributeType: S}\n      KeySchema:", "        - {AttributeName: sk, AttributeType: N}\n      KeySchema:"},
+	{"tables", "index table with a stream", "  IndexTable:\n    Type: AWS::DynamoDB::Table\n    Properties:\n", "  IndexTable:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      StreamSpecification:\n        StreamViewType: NEW_IMAGE\n"},
+	{"iam", "the api writes the index", "                Action: [dynamodb:Query]\n                Resource: !GetAtt IndexTable.Arn", "                Action: [dynamodb:Query, dynamodb:PutItem]\n                Resource: !GetAtt IndexTable.Arn"},
+	{"iam", "the projector cannot write the index", "Action: [dynamodb:BatchWriteItem, dynamodb:PutItem]", "Action: [dynamodb:PutItem]"},
+	{"iam", "a grant on the old GSIs", "                Resource: !GetAtt IndexTable.Arn", "                Resource: !Sub \"${EventsTable.Arn}/index/*\""},
 	{"tables", "provisioned billing", "BillingMode: PAY_PER_REQUEST", "BillingMode: PROVISIONED"},
 	{"tables", "no point-in-time recovery", "PointInTimeRecoveryEnabled: true", "PointInTimeRecoveryEnabled: false"},
 	{"tables", "no snapshot TTL", "        AttributeName: expiresAt\n", "        AttributeName: ttl\n"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -176,5 +177,67 @@ func TestConvertRoundTrip(t *testing.T) {
 	e, ok, err := testDecoder(item)
 	if err != nil || !ok || e.Version != 1 || e.AggregateID != "acc-1" || string(e.Payload) != `{"initialDeposit":1000}` {
 		t.Fatalf("decoded %+v %v %v", e, ok, err)
+	}
+}
+
+// recordingIndexer stands in for dynamostore.Indexer in this unit test of the handler's
+// order of work (the real indexer runs against DynamoDB Local in dynamostore's and the
+// system's tests).
+type recordingIndexer struct {
+	got  []event.Event
+	fail error
+}
+
+func (r *recordingIndexer) Index(_ context.Context, evs []event.Event) error {
+	r.got = append(r.got, evs...)
+	return r.fail
+}
+
+// The batch is indexed before anything is projected: every event record (no snapshot,
+// no undecodable record) in one call. When indexing fails, every record of the batch is
+// reported as failed and nothing is projected, so Lambda delivers the whole batch again.
+func TestProjectorIndexesFirst(t *testing.T) {
+	var batch events.DynamoDBEvent
+	readJSON(t, "stream-batch.json", &batch)
+	for _, tc := range []struct {
+		name      string
+		fail      error
+		projected bool
+	}{
+		{"indexed", nil, true},
+		{"index fails", errors.New("throttled"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docs := memstore.NewDocs()
+			en, _ := newEngine(flakyDocs{docs}, memstore.New())
+			ix := &recordingIndexer{fail: tc.fail}
+			p := &Projector{Engine: en, Decode: testDecoder, Index: ix}
+			res, err := p.Handle(context.Background(), batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, rec := range batch.Records {
+				item, _ := ToSDK(rec.Change.NewImage)
+				if e, ok, err := testDecoder(item); rec.EventName == "INSERT" && ok && err == nil {
+					want = append(want, e.AggregateID+"/"+e.EventType)
+				}
+			}
+			var got []string
+			for _, e := range ix.got {
+				got = append(got, e.AggregateID+"/"+e.EventType)
+			}
+			if len(want) == 0 || len(want) == len(batch.Records) || fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("indexed %v, want the batch's decodable events %v (of %d records)", got, want, len(batch.Records))
+			}
+			var a bank.View
+			ok, _ := docs.Get(context.Background(), bank.AccountsCollection, "acc-1", &a)
+			if ok != tc.projected {
+				t.Fatalf("acc-1 projected: %v, want %v", ok, tc.projected)
+			}
+			if !tc.projected && len(res.BatchItemFailures) != len(batch.Records) {
+				t.Fatalf("failures %+v, want every record of the batch", res.BatchItemFailures)
+			}
+		})
 	}
 }

@@ -20,11 +20,19 @@ import (
 // (snapshots). The DynamoDB backend provides it.
 type Decoder func(item map[string]ddb.AttributeValue) (e event.Event, isEvent bool, err error)
 
-// Projector is the stream-triggered handler: it runs the engine's projections on every
-// event of a batch, in order.
+// Indexer writes the index table cross-stream queries read (dynamostore.Indexer). Its
+// writes are idempotent: a batch indexed again changes nothing.
+type Indexer interface {
+	Index(ctx context.Context, events []event.Event) error
+}
+
+// Projector is the stream-triggered handler: it indexes the events of a batch (when Index
+// is set: the read models' projector, the index's only writer), then runs the engine's
+// projections on every event of the batch, in order.
 type Projector struct {
 	Engine *projection.Engine
 	Decode Decoder
+	Index  Indexer // nil: the batch is not indexed (the saga's handler)
 	Logger *slog.Logger
 }
 
@@ -32,8 +40,21 @@ type Projector struct {
 // (dead-letter queue, later events of that aggregate waiting behind). A transient
 // failure stops the batch and reports that record as the first failure, so Lambda
 // checkpoints there and redelivers it and everything after it, in order.
+//
+// Indexing comes first, so every event a read model has applied is in the index (a
+// rebuild that finds streams in the index misses none it had applied). When it fails,
+// every record of the batch is reported as failed and Lambda delivers the batch again;
+// the projections have not run, and the index puts are idempotent.
 func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
 	res := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
+	if err := p.index(ctx, ev.Records); err != nil {
+		p.logger().Warn("stream batch not indexed; it will be retried", "records", len(ev.Records), "err", err)
+		for _, rec := range ev.Records {
+			res.BatchItemFailures = append(res.BatchItemFailures,
+				events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
+		}
+		return res, nil
+	}
 	for _, rec := range ev.Records {
 		if err := p.record(ctx, rec); err != nil {
 			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
@@ -43,6 +64,31 @@ func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events
 		}
 	}
 	return res, nil
+}
+
+// index writes the index items of the batch's events. Snapshots, id guards and records
+// that do not decode are skipped: the last are the engine's to park.
+func (p *Projector) index(ctx context.Context, recs []events.DynamoDBEventRecord) error {
+	if p.Index == nil {
+		return nil
+	}
+	var evs []event.Event
+	for _, rec := range recs {
+		if rec.EventName != "INSERT" {
+			continue
+		}
+		item, err := ToSDK(rec.Change.NewImage)
+		if err != nil {
+			continue
+		}
+		if e, isEvent, err := p.Decode(item); err == nil && isEvent {
+			evs = append(evs, e)
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	return p.Index.Index(ctx, evs)
 }
 
 func (p *Projector) logger() *slog.Logger {

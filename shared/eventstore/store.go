@@ -104,8 +104,9 @@ type Store interface {
 
 	// Query returns events across streams matching f, in a stable order (the global
 	// position where the backend has one, else timestamp), one page at a time, with
-	// neither duplicates nor gaps between pages. At least one of EventType,
-	// AggregateType or CorrelationID must be set on backends without a global order.
+	// neither duplicates nor gaps between pages. A filter without any field reads every
+	// event. On DynamoDB, Query reads an index the events stream fills, so an event
+	// appended a moment ago may not be found yet (dynamostore's package comment).
 	Query(ctx context.Context, f Filter) (Page, error)
 
 	// FindEvent returns the version at which stream s holds the event with this id. The

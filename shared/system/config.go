@@ -22,8 +22,15 @@ type Config struct {
 	DatabaseURL    string // postgres
 	EventsTable    string
 	ReadModelTable string
-	DLQName        string
-	DLQURL         string
+	// IndexTable (DynamoDB) is the stream-fed index cross-stream queries read
+	// (INDEX_TABLE); IndexShards its fixed shard count (INDEX_SHARDS, default 32: changing
+	// it means re-filling the index); IndexSettle how far behind now the feed over all
+	// events reads (INDEX_SETTLE, a duration, default 5s).
+	IndexTable  string
+	IndexShards int
+	IndexSettle time.Duration
+	DLQName     string
+	DLQURL      string
 	// The saga's dead letters go to their own queue (SAGA_DLQ_NAME / SAGA_DLQ_URL), whose
 	// redrive may append events; the read models' redrive may not.
 	SagaDLQName   string
@@ -64,6 +71,7 @@ func FromEnv() (Config, error) {
 		DatabaseURL:    os.Getenv("DATABASE_URL"),
 		EventsTable:    env("EVENTS_TABLE", infra.DefaultEventsTable),
 		ReadModelTable: env("READMODEL_TABLE", infra.DefaultReadModelTable),
+		IndexTable:     env("INDEX_TABLE", infra.DefaultIndexTable),
 		DLQName:        env("DLQ_NAME", infra.DefaultDLQName),
 		DLQURL:         os.Getenv("DLQ_URL"),
 		SagaDLQName:    env("SAGA_DLQ_NAME", infra.DefaultSagaDLQName),
@@ -100,6 +108,20 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("SNAPSHOT_TTL_HOURS must be a non-negative integer, got %q", v)
 		}
 		c.SnapshotTTL = time.Duration(h) * time.Hour
+	}
+	if v := os.Getenv("INDEX_SHARDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return c, fmt.Errorf("INDEX_SHARDS must be an integer from 1 to 1000, got %q", v)
+		}
+		c.IndexShards = n
+	}
+	if v := os.Getenv("INDEX_SETTLE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("INDEX_SETTLE must be a positive duration, got %q", v)
+		}
+		c.IndexSettle = d
 	}
 	if v := os.Getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)

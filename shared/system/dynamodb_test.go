@@ -41,6 +41,7 @@ func dynamoSystem(t *testing.T) *system.System {
 	t.Setenv("EVENT_STORE", "dynamodb")
 	t.Setenv("EVENTS_TABLE", "events-"+s)
 	t.Setenv("READMODEL_TABLE", "models-"+s)
+	t.Setenv("INDEX_TABLE", "index-"+s)
 	t.Setenv("DLQ_NAME", "dlq-"+s)
 	t.Setenv("SAGA_DLQ_NAME", "saga-dlq-"+s)
 	t.Setenv("SNAPSHOT_EVERY", "3")

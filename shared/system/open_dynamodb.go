@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -26,6 +27,8 @@ type AWSClients struct {
 	QueueURL     string // the read models' dead-letter queue
 	SagaQueueURL string // the saga's dead-letter queue
 	StreamArn    string // the events table's stream (set when the poller runs)
+	// Indexer writes the index table: only the read models' stream handler uses it.
+	Indexer *dynamostore.Indexer
 }
 
 func init() { openers["dynamodb"] = openDynamoDB }
@@ -55,7 +58,7 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 		SQS: sqs.NewFromConfig(cfg), QueueURL: c.DLQURL, SagaQueueURL: c.SagaDLQURL}
 	if c.EnsureResources {
 		urls, err := infra.Ensure(ctx, clients.DynamoDB, clients.SQS, infra.Names{EventsTable: c.EventsTable,
-			ReadModelTable: c.ReadModelTable, DLQ: c.DLQName, DLQArchive: c.DLQName + "-archive",
+			ReadModelTable: c.ReadModelTable, IndexTable: c.IndexTable, DLQ: c.DLQName, DLQArchive: c.DLQName + "-archive",
 			SagaDLQ: c.SagaDLQName, SagaDLQArchive: c.SagaDLQName + "-archive"})
 		if err != nil {
 			return Backend{}, fmt.Errorf("create local resources: %w", err)
@@ -81,8 +84,10 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 		}
 		*q.url = aws.ToString(out.QueueUrl)
 	}
+	ix := dynamostore.IndexConfig{Table: c.IndexTable, Shards: c.IndexShards, Settle: c.IndexSettle}
+	clients.Indexer = dynamostore.NewIndexer(clients.DynamoDB, ix, log)
 	b := Backend{
-		Store: dynamostore.New(clients.DynamoDB, c.EventsTable, dynamostore.WithSnapshotTTL(c.SnapshotTTL)),
+		Store: dynamostore.New(clients.DynamoDB, c.EventsTable, dynamostore.WithSnapshotTTL(c.SnapshotTTL), dynamostore.WithIndex(ix)),
 		Docs:  dynamostore.NewDocs(clients.DynamoDB, c.ReadModelTable),
 		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL, SagaQueueURL: clients.SagaQueueURL},
 		AWS:   clients,
@@ -136,7 +141,13 @@ func (s *System) StreamHandler(keep func(projection.Projection) bool) *ddbstream
 	if keep != nil {
 		en = en.Subset(keep)
 	}
-	return &ddbstream.Projector{Engine: en, Decode: dynamostore.DecodeItem, Logger: s.Logger}
+	p := &ddbstream.Projector{Engine: en, Decode: dynamostore.DecodeItem, Logger: s.Logger}
+	// The read models' handler indexes each batch before projecting it (template.yaml
+	// grants the index writes to the projector's role alone); the saga's does not.
+	if s.AWS != nil && s.AWS.Indexer != nil && slices.ContainsFunc(en.Projections(), func(p projection.Projection) bool { return !projection.IsReactor(p) }) {
+		p.Index = s.AWS.Indexer
+	}
+	return p
 }
 
 // Redriver is the dead-letter queue consumer of the configured scope (REDRIVE_SCOPE):

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # LocalStack ready hook: creates the resources infra.Ensure creates on the emulators and
-# template.yaml on AWS — the events table (three GSIs, NEW_IMAGE stream), the read-model
-# table, TTL on expiresAt for both, the dead-letter queues (read models', saga's) and their
+# template.yaml on AWS — the events table (no GSIs, NEW_IMAGE stream), the index table the
+# stream consumer fills (no GSIs, no stream), the read-model table, TTL on expiresAt for
+# the events and read-model tables, the dead-letter queues (read models', saga's) and their
 # archives. The JSON files
 # are generated from infra's Go definitions (go test ./infra -run LocalStack -update) and
 # a test keeps them equal. Safe to run again: existing resources are left as they are.
 set -euo pipefail
 init="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-create_table() { # table-name json-file
+create_table() { # table-name json-file [ttl]
   if awslocal dynamodb describe-table --table-name "$1" >/dev/null 2>&1; then
     echo "table $1 exists"
   else
@@ -16,6 +17,7 @@ create_table() { # table-name json-file
     awslocal dynamodb wait table-exists --table-name "$1"
     echo "table $1 created"
   fi
+  [ "${3:-ttl}" = ttl ] || return 0
   status="$(awslocal dynamodb describe-time-to-live --table-name "$1" \
     --query TimeToLiveDescription.TimeToLiveStatus --output text)"
   if [ "$status" != ENABLED ] && [ "$status" != ENABLING ]; then
@@ -26,6 +28,7 @@ create_table() { # table-name json-file
 
 create_table ecm-events tables/events.json
 create_table ecm-readmodels tables/readmodels.json
+create_table ecm-index tables/index.json no-ttl
 
 # The archive first: the dead-letter queue's redrive policy names its ARN. CreateQueue with
 # the same attributes is idempotent.

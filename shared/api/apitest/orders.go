@@ -79,24 +79,29 @@ func testOrders(t *testing.T, c *Client) {
 	}
 
 	// The causal chain of the first order across three aggregates, by correlation id.
-	q := c.Must(200, "GET", "/events?correlationId=corr-"+ok, nil)
-	var page struct {
-		Events []map[string]any `json:"events"`
-	}
-	_ = json.Unmarshal(q.Raw, &page)
-	seen := map[string]bool{}
-	for _, e := range page.Events {
-		seen[e["aggregateType"].(string)+"/"+e["eventType"].(string)] = true
-		md := e["metadata"].(map[string]any)
-		if e["eventType"] != "OrderPlaced" && (md["causationId"] == nil || md["causationId"] == "") {
-			t.Errorf("%s without causationId", e["eventType"])
+	// The index behind GET /events may trail the events a moment (DynamoDB's is filled
+	// from the stream): ask again until the chain is complete.
+	c.Eventually(settle, func() string {
+		q := c.Must(200, "GET", "/events?correlationId=corr-"+ok, nil)
+		var page struct {
+			Events []map[string]any `json:"events"`
 		}
-	}
-	for _, want := range []string{"Order/OrderPlaced", "BankAccount/MoneyWithdrawn", "Order/OrderPaid", "Product/StockReserved", "Order/OrderConfirmed"} {
-		if !seen[want] {
-			t.Errorf("causal chain lacks %s: %v", want, seen)
+		_ = json.Unmarshal(q.Raw, &page)
+		seen := map[string]bool{}
+		for _, e := range page.Events {
+			seen[e["aggregateType"].(string)+"/"+e["eventType"].(string)] = true
+			md := e["metadata"].(map[string]any)
+			if e["eventType"] != "OrderPlaced" && (md["causationId"] == nil || md["causationId"] == "") {
+				t.Errorf("%s without causationId", e["eventType"])
+			}
 		}
-	}
+		for _, want := range []string{"Order/OrderPlaced", "BankAccount/MoneyWithdrawn", "Order/OrderPaid", "Product/StockReserved", "Order/OrderConfirmed"} {
+			if !seen[want] {
+				return fmt.Sprintf("causal chain lacks %s: %v", want, seen)
+			}
+		}
+		return ""
+	})
 
 	// The customer's orders, across order aggregates.
 	c.Eventually(settle, func() string {

@@ -20,19 +20,7 @@ func modelSchemeWith(n int) scheme {
 	s.tables.events, s.tables.index, s.tables.docs, s.tables.list = "events", "index", "read models", "read models: byCollection"
 	s.eventPK = func(st eventstore.Stream) string { return st.Key() }
 	s.guardPK = guardPK
-	s.indexPKs = func(e event.Event) []string {
-		hour := e.Timestamp.UTC().Format("2006010215")
-		shard := fnvShard(fmt.Sprintf("%s#%d", eventstore.StreamOf(e).Key(), e.Version), n)
-		out := []string{
-			fmt.Sprintf("all#%s#%d", hour, shard),
-			fmt.Sprintf("t#%s#%s#%d", e.EventType, hour, shard),
-			fmt.Sprintf("a#%s#%s#%d", e.AggregateType, hour, shard),
-		}
-		if e.Metadata.CorrelationID != "" {
-			out = append(out, "c#"+e.Metadata.CorrelationID)
-		}
-		return out
-	}
+	s.indexPKs = func(e event.Event) []string { return IndexPartitionKeys(e, n) }
 	s.docPK = func(coll, key string) string { return coll + "#" + key }
 	s.listPK = func(coll, key string) string {
 		if coll == "_idempotency" || len(coll) > 6 && coll[:6] == "guard:" {

@@ -45,7 +45,7 @@ const (
 	keyedShare     = 0.5 // commands sent with an Idempotency-Key
 	snapshotEvery  = 50
 	itemsPerOrder  = 2
-	indexShardsFor = 32 // the default shard count; the model names what a rate needs
+	indexShardsFor = DefaultIndexShards // the model names what a rate needs
 )
 
 // write is one item written: its table, partition key and write units.

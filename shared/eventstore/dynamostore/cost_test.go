@@ -23,7 +23,7 @@ import (
 type costRow struct {
 	name  string
 	costs map[string]dynamostore.OpCost
-	wcu   [2]float64 // reported: table, table and GSIs
+	wcu   [2]float64 // reported: table, table and GSIs (the events table has none now)
 	rcu   float64
 	aws   string // write units DynamoDB bills, computed from the item sizes
 }
@@ -58,54 +58,60 @@ func (c *costs) measure(name string, want map[string]int, fn func() error) *cost
 }
 
 func (c *costs) log() {
-	c.t.Logf("| operation | requests | RCU | WCU reported: table / with GSIs | WCU billed by DynamoDB: table / with GSIs |")
+	c.t.Logf("| operation | requests | RCU | WCU reported (events table) | WCU billed by DynamoDB: command path / indexer, later, off the command path |")
 	c.t.Logf("|---|---|---|---|---|")
 	for _, r := range c.rows {
 		var reqs []string
 		for _, op := range slices.Sorted(maps.Keys(r.costs)) {
 			reqs = append(reqs, fmt.Sprintf("%d %s", r.costs[op].Requests, op))
 		}
-		c.t.Logf("| %s | %s | %g | %g / %g | %s |", r.name, strings.Join(reqs, " + "), r.rcu, r.wcu[0], r.wcu[1], r.aws)
+		c.t.Logf("| %s | %s | %g | %g | %s |", r.name, strings.Join(reqs, " + "), r.rcu, r.wcu[0], r.aws)
 	}
 }
 
-// billed is what DynamoDB bills for writing evs: per event, 1 WCU per started KB on the
-// table (2 in a transaction), and as much again on each GSI whose key the event carries
-// (byType and byAggregateType always, byCorrelation when it has a correlation id).
+// billed is what DynamoDB bills for writing evs: on the command path, 1 WCU per started
+// KB of each event item (2 in a transaction), the events table having no GSIs; then, off
+// the command path, what the indexer writes for them (indexUnits).
 func billed(evs []event.Event, transaction bool) string {
-	var table, gsis int
+	table := tableUnits(evs, transaction)
+	return fmt.Sprintf("%d / %d", table, indexUnits(evs))
+}
+
+func tableUnits(evs []event.Event, transaction bool) int {
+	var table int
 	for _, e := range evs {
 		units := (dynamostore.ItemSize(e) + 1023) / 1024
 		if transaction {
-			table += 2 * units
-		} else {
-			table += units
+			units *= 2
 		}
-		gsis += 2 * units
-		if e.Metadata.CorrelationID != "" {
-			gsis += units
+		table += units
+	}
+	return table
+}
+
+// indexUnits is what the stream consumer's BatchWriteItem bills for evs' index items: 1
+// WCU per started KB of each (all, event type, aggregate type, and correlation id when
+// there is one). Registry items, once per dimension and hour per process, are left out.
+func indexUnits(evs []event.Event) int {
+	n := 0
+	for _, e := range evs {
+		for _, size := range dynamostore.IndexItemsSize(e, dynamostore.DefaultIndexShards) {
+			n += (size + 1023) / 1024
 		}
 	}
-	return fmt.Sprintf("%d / %d", table, table+gsis)
+	return n
 }
 
 // billedGuarded is an append with its id guard (a small item, one unit) in one
 // transaction: two units per item.
 func billedGuarded(evs []event.Event) string {
-	b := billed(evs, true)
-	var table, all int
-	fmt.Sscanf(b, "%d / %d", &table, &all)
-	return fmt.Sprintf("%d / %d", table+2, all+2)
+	return fmt.Sprintf("%d / %d", tableUnits(evs, true)+2, indexUnits(evs))
 }
 
 // billedFailed is what DynamoDB bills for a conditional put of evs that fails: the table
-// write only, no index is touched.
+// write only, and nothing reaches the stream, so nothing is indexed.
 func billedFailed(evs []event.Event) string {
-	units := 0
-	for _, e := range evs {
-		units += (dynamostore.ItemSize(e) + 1023) / 1024
-	}
-	return fmt.Sprintf("%d / %d", units, units)
+	return fmt.Sprintf("%d / 0", tableUnits(evs, false))
 }
 
 func TestRequestCosts(t *testing.T) {
@@ -149,9 +155,19 @@ func TestRequestCosts(t *testing.T) {
 		return err
 	})
 	a.aws = billed(appended, false)
-	if size := dynamostore.ItemSize(appended[0]); size > 1024 || a.wcu[0] != 1 {
-		t.Errorf("(a): a %d-byte event item cost %g table WCU, want 1", size, a.wcu[0])
+	// The command path is one write unit for an event of up to 1 KB: the events table
+	// has no GSIs (DynamoDB Local would report their writes in the second figure).
+	if size := dynamostore.ItemSize(appended[0]); size > 1024 || a.wcu[0] != 1 || a.wcu[1] != 1 || tableUnits(appended, false) != 1 {
+		t.Errorf("(a): a %d-byte event item cost %g table WCU, %g with indexes, want 1 and 1", size, a.wcu[0], a.wcu[1])
 	}
+	// The indexer's writes, later and off the command path: one item per dimension (all,
+	// event type, aggregate type) and one under the correlation id, each under 1 KB.
+	if sizes := dynamostore.IndexItemsSize(appended[0], dynamostore.DefaultIndexShards); len(sizes) != 4 || indexUnits(appended) != 4 {
+		t.Errorf("(a): index items %v (%d WCU), want 4 items of 1 WCU", sizes, indexUnits(appended))
+	}
+	c.measure("(a') the indexer: the same event indexed from the stream (BatchWriteItem)", map[string]int{"BatchWriteItem": 1}, func() error {
+		return dynamostore.NewIndexer(db, indexCfg(), nil).Index(ctx, appended)
+	}).aws = fmt.Sprintf("0 / %d", indexUnits(appended))
 
 	// (b) A cold load of a long stream with a snapshot 5 events from its end.
 	b := c.measure("(b) LoadFromSnapshot, 1001 events, snapshot at 995, cold process", map[string]int{"Query": 1}, func() error {
@@ -245,17 +261,26 @@ func TestRequestCosts(t *testing.T) {
 		return err
 	})
 	typ := uniqueStream("QueryType").ID
+	var typed []event.Event
 	for i := range 3 {
 		evs := drafts(50)
 		for j := range evs {
 			evs[j].EventType = typ
 		}
-		if _, err := warm.Append(ctx, uniqueStream(fmt.Sprint("q", i)), eventstore.NoStream, evs); err != nil {
+		out, err := warm.Append(ctx, uniqueStream(fmt.Sprint("q", i)), eventstore.NoStream, evs)
+		if err != nil {
 			t.Fatal(err)
 		}
+		typed = append(typed, out...)
 	}
-	c.measure("Query, a page of 100 by event type", map[string]int{"Query": 1}, func() error {
-		p, err := warm.Query(ctx, eventstore.Filter{EventType: typ, Limit: 100})
+	indexed := newIndexed(db, events)
+	if err := indexed.ix.Index(ctx, typed); err != nil {
+		t.Fatal(err)
+	}
+	// One registry read, then each of the index's shards of the event's hour (the test
+	// index has 4), read in parallel.
+	c.measure("Query, a page of 100 by event type (index: registry + 4 shards)", map[string]int{"Query": 5}, func() error {
+		p, err := indexed.Query(ctx, eventstore.Filter{EventType: typ, Limit: 100})
 		if err == nil && (len(p.Events) != 100 || p.NextCursor == "") {
 			err = fmt.Errorf("%d events, cursor %q", len(p.Events), p.NextCursor)
 		}

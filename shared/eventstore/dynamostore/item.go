@@ -15,8 +15,10 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
 
-// eventItem is one event as stored: keys, the index attributes (left out when empty so
-// the GSIs stay sparse) and the envelope. The payload is kept as JSON text so numbers
+// eventItem is one event as stored: keys, the attributes queries filter on (the
+// correlation id left out when empty, so the byCorrelation GSI of a table created by
+// earlier versions stays sparse) and the envelope. Index items (index.go) are this item
+// with other keys. The payload is kept as JSON text so numbers
 // come back exactly as written.
 type eventItem struct {
 	PK            string `dynamodbav:"pk"`
@@ -35,7 +37,8 @@ type eventItem struct {
 }
 
 // snapshotItem is a snapshot as stored, at sk = version + 0.5 (a number: it sorts just
-// above the event it covers) and without index attributes, so the GSIs never hold it.
+// above the event it covers) and without index attributes: the indexer skips it, and the
+// GSIs of a table created by earlier versions never held it.
 type snapshotItem struct {
 	PK           string                `dynamodbav:"pk"`
 	SK           attributevalue.Number `dynamodbav:"sk"`
@@ -49,8 +52,8 @@ type snapshotItem struct {
 
 // idGuard is the claim of an append's first event id, in a partition of its own
 // (pk = "$id#" + id, sk = 0: no stream type can start with '$'), written in the
-// append's transaction. It carries no index attributes, so no GSI holds it, and the
-// projector skips it on the stream like a snapshot.
+// append's transaction. It is no event (kind "eventid"), so neither the indexer nor the
+// projector takes it from the stream, like a snapshot.
 type idGuard struct {
 	PK      string `dynamodbav:"pk"`
 	SK      int64  `dynamodbav:"sk"`

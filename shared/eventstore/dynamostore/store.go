@@ -11,8 +11,47 @@
 //     an expected version the store has not seen costs one GetItem first.
 //   - Snapshots sit in the stream's partition at sk = version + 0.5, so one reverse Query
 //     returns the newest snapshot and the events after it.
-//   - Query uses sparse GSIs on event type, aggregate type and correlation id, sorted by
-//     time; reads on the command path are strongly consistent.
+//   - The events table has no GSIs: an event of up to 1 KB costs one write unit on the
+//     command path (a keyed command adds its id-guard item in the same transaction).
+//     Reads on the command path are strongly consistent.
+//
+// # The index
+//
+// Cross-stream reads (Query, ReadIndex) use a second table the stream consumer fills: the
+// projector indexes each stream batch (Indexer.Index, BatchWriteItem of idempotent puts)
+// before it projects it. Its keys:
+//
+//   - "<dim>#<YYYYMMDDHH>#<shard>", sk = tk, for the dimensions "all", "t#<eventType>"
+//     and "a#<aggregateType>": the hour bucket of the event's timestamp (UTC) and shard =
+//     fnv-1a 32 of the stream key mod S (INDEX_SHARDS, default 16). S is fixed for the
+//     life of an index: changing it means emptying the index and re-filling it with
+//     BackfillIndex. tk is the time key (fixed-width timestamp # stream key # version):
+//     unique and time ordered, so every partition is sorted and shards merge by it.
+//   - "c#<correlationId>", sk = tk: unsharded, as a correlation id's events are bounded
+//     by one request's fan-out.
+//   - "b#<dim>", sk = "<YYYYMMDDHH>": the bucket registry, so readers skip empty hours;
+//     written once per dimension and bucket per process (an in-memory set), never per
+//     event.
+//
+// Each index item carries the whole event (the events-table item's attributes, with the
+// stream key and version in spk and ver), so a query needs no second read. The write rate
+// of one index key is bounded by (events of one type or aggregate type in one hour) / S,
+// or by one request's fan-out: nothing grows with total traffic.
+//
+// The index trails the events table by the stream's delivery plus one batch (typically
+// well under a second; more while the projector is failing, throttled or behind). Query
+// finds what is indexed; ReadIndex, the feed over all events, reads only up to the
+// watermark now − Settle (default 5 s), so an event indexed within Settle of its
+// timestamp is never skipped by a reader checkpointing behind the watermark. The indexer
+// counts (Indexer.Late) and logs events it indexes already behind the watermark; a feed
+// reader past their timestamps misses them, and a rebuild started later finds them.
+//
+// Completeness: the projector indexes a batch before it projects it, so every event a
+// read model has applied is in the index. A rebuild (projection.Engine.Rebuild) finds the
+// streams to replay in the index and replays each whole from the events table; events not
+// yet indexed when it ran have not been applied either, and the projector applies them
+// when the stream delivers them (version-guarded, once). Tables written before the index
+// existed are indexed by BackfillIndex (infra/cmd/backfillindex).
 package dynamostore
 
 import (
@@ -43,6 +82,9 @@ type Store struct {
 	// snapshotTTL, when set, stamps superseded snapshots with an expiry and leaves their
 	// deletion to DynamoDB's TTL, so the writers need no DeleteItem on the events table.
 	snapshotTTL time.Duration
+
+	// ix is the index table cross-stream reads use (empty Table: Query fails).
+	ix IndexConfig
 }
 
 var _ eventstore.Backend = (*Store)(nil)
@@ -69,6 +111,9 @@ func WithSeenStreams(n int) Option { return func(s *Store) { s.seen = newSeenCac
 // were superseded (the table's TTL attribute must be expiresAt): DeleteSnapshots stamps
 // them with expiresAt instead of deleting them, and the newest snapshot never expires.
 func WithSnapshotTTL(d time.Duration) Option { return func(s *Store) { s.snapshotTTL = d } }
+
+// WithIndex names the index table Query and ReadIndex read (see the package comment).
+func WithIndex(c IndexConfig) Option { return func(s *Store) { s.ix = c.withDefaults() } }
 
 // New returns a store over the events table.
 func New(db *dynamodb.Client, table string, opts ...Option) *Store {
