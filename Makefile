@@ -108,7 +108,7 @@ STAGE ?= prod
 SNAPSHOT_EVERY ?= 50
 DELETION_PROTECTION ?= true
 LOG_LEVEL ?= info
-.PHONY: build deploy deploy-localstack destroy destroy-localstack
+.PHONY: build deploy deploy-localstack destroy destroy-localstack migrate-readmodels
 
 # One zip per function under dist/, holding the single executable `bootstrap` that
 # provided.al2023 runs. Zipped by a Go tool so a fresh machine needs nothing but Go.
@@ -157,6 +157,12 @@ deploy-localstack:
 	samlocal deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
 		--parameter-overrides 'JwtIssuer=$(or $(JWT_ISSUER),https://localhost.localstack.cloud)' \
 		'JwtAudience=$(or $(JWT_AUDIENCE),local)' 'DeletionProtection=false' 'LogLevel=$(LOG_LEVEL)'
+
+# Moves a read-model table of the first key schema (pk = collection, sk = key) to the
+# current one: adds the listing index if missing, then rewrites the old documents.
+# Idempotent and resumable. READMODEL_TABLE, AWS_REGION / AWS_ENDPOINT_URL_DYNAMODB as usual.
+migrate-readmodels:
+	go run ./infra/cmd/migrate-readmodels
 
 # The events table refuses deletion while DeletionProtection is true: deploy once with
 # DELETION_PROTECTION=false first.
