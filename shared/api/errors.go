@@ -95,7 +95,7 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit)}
 	case errors.As(err, &limit):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large", Message: limit.Error()}
-	case errors.Is(err, eventstore.ErrInvalid), errors.Is(err, docstore.ErrInvalidKey):
+	case errors.Is(err, eventstore.ErrInvalid), errors.Is(err, docstore.ErrInvalidKey), errors.Is(err, docstore.ErrInvalidPage):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()}
 	case errors.As(err, &throttled) || errors.Is(err, eventstore.ErrThrottled):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "throttled", Message: "the event store is busy; retry after the indicated delay"}
