@@ -125,3 +125,28 @@ func TestDocsListQueryFails(t *testing.T) {
 		}
 	}
 }
+
+// A document of an unlisted collection (an idempotency record on the command path) costs
+// the table write alone; a listed one also writes the index.
+func TestDocsUnlistedWriteCostsNoIndexWrite(t *testing.T) {
+	ctx := context.Background()
+	counter := dynamostore.NewRequestCounter()
+	db, _, models := env(t, counter.Option())
+	listedColl, unlistedColl := uniqueStream("cost-listed").ID, uniqueStream("cost-unlisted").ID
+	d := dynamostore.NewDocs(db, models, unlistedColl)
+	for _, tc := range []struct {
+		coll      string
+		wantIndex bool
+	}{{unlistedColl, false}, {listedColl, true}} {
+		counter.Reset()
+		if err := d.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+			return tx.Put(ctx, tc.coll, "k", counterDoc{N: 1})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		total, table := counter.WriteUnits()
+		if table <= 0 || (total > table) != tc.wantIndex {
+			t.Errorf("%s: %v write units in all, %v on the table; index write wanted: %v", tc.coll, total, table, tc.wantIndex)
+		}
+	}
+}
