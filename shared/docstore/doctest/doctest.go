@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ListPage", testListPage},
 		{"ListPageInvalid", testListPageInvalid},
 		{"ListPageConcurrentWrites", testListPageConcurrentWrites},
+		{"ListPageCancelled", testListPageCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -562,5 +563,20 @@ func testListPageConcurrentWrites(t *testing.T, s docstore.Store) {
 				t.Fatalf("round %d: %s listed %d times", r, k, seen[k])
 			}
 		}
+	}
+}
+
+// A listing whose context is gone fails with the context's error and no page, rather
+// than a short page that looks like the end of the collection.
+func testListPageCancelled(t *testing.T, s docstore.Store) {
+	c := coll("pagecancel")
+	if err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Put(ctx, c, "a", doc{N: 1}) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg())
+	cancel()
+	docs, next, err := s.ListPage(ctx, c, "", 10)
+	if !errors.Is(err, context.Canceled) || len(docs) != 0 || next != "" {
+		t.Fatalf("cancelled ListPage = %d documents, next %q, err %v; want context.Canceled", len(docs), next, err)
 	}
 }

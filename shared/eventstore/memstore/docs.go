@@ -135,7 +135,10 @@ func (d *Docs) DeleteCollection(_ context.Context, coll string) error {
 	return nil
 }
 
-func (d *Docs) ListPage(_ context.Context, coll, after string, limit int) ([]docstore.Doc, string, error) {
+func (d *Docs) ListPage(ctx context.Context, coll, after string, limit int) ([]docstore.Doc, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
 	if err := docstore.CheckPage(coll, after, limit); err != nil {
 		return nil, "", err
 	}
