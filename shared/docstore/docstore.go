@@ -89,7 +89,8 @@ const MaxUpdateWrites = 90
 var ErrTooManyWrites = errors.New("docstore: too many writes in one update")
 
 // Limits of collection names and document keys, which every backend uses as keys:
-// DynamoDB's read-model table (pk = collection ≤ 2048 bytes, sk = key ≤ 1024 bytes),
+// DynamoDB's read-model table (pk = collection#key ≤ 2048 bytes, sk = collection, and the
+// listing index's sort key = key ≤ 1024 bytes),
 // PostgreSQL's (collection, key) primary key (a B-tree row of at most ~2700 bytes),
 // bbolt (a bucket per collection, keys ≤ 32 KB). Both must be valid UTF-8 without NUL:
 // DynamoDB strings are UTF-8 and PostgreSQL text cannot hold NUL.
