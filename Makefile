@@ -160,7 +160,8 @@ deploy-localstack:
 
 # Moves a read-model table of the first key schema (pk = collection, sk = key) to the
 # current one: adds the listing index if missing, then rewrites the old documents.
-# Idempotent and resumable. READMODEL_TABLE, AWS_REGION / AWS_ENDPOINT_URL_DYNAMODB as usual.
+# Idempotent and resumable. READMODEL_TABLE, MIGRATE_SEGMENTS (parallel scan segments, default
+# 4), AWS_REGION / AWS_ENDPOINT_URL_DYNAMODB as usual.
 migrate-readmodels:
 	go run ./infra/cmd/migrate-readmodels
 

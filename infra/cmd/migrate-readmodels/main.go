@@ -7,7 +7,9 @@
 // see old-shape documents (projection read models can also be rebuilt from the events,
 // but dead letters and idempotency records cannot, so run this).
 //
-//	READMODEL_TABLE=ecm-readmodels go run ./infra/cmd/migrate-readmodels
+//	READMODEL_TABLE=ecm-readmodels [MIGRATE_SEGMENTS=4] go run ./infra/cmd/migrate-readmodels
+//
+// MIGRATE_SEGMENTS parallel scan segments share the table (default 4).
 //
 // The AWS SDK's standard configuration applies (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB for
 // emulators or LocalStack, credentials).
@@ -19,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -49,17 +52,27 @@ func main() {
 	if table == "" {
 		table = infra.DefaultReadModelTable
 	}
-	if err := migrate(ctx, dynamodb.NewFromConfig(cfg), table, os.Stdout); err != nil {
+	segments := 4
+	if v := os.Getenv("MIGRATE_SEGMENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fmt.Fprintln(os.Stderr, "MIGRATE_SEGMENTS must be an integer from 1 to 1000")
+			os.Exit(2)
+		}
+		segments = n
+	}
+	if err := migrate(ctx, dynamodb.NewFromConfig(cfg), table, segments, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "migrate-readmodels:", err)
 		os.Exit(1)
 	}
 }
 
-func migrate(ctx context.Context, db *dynamodb.Client, table string, out io.Writer) error {
+func migrate(ctx context.Context, db *dynamodb.Client, table string, segments int, out io.Writer) error {
 	if err := infra.EnsureReadModelIndex(ctx, db, table); err != nil {
 		return err
 	}
-	st, err := dynamostore.MigrateReadModels(ctx, db, table, api.IdempotencyCollection)
+	st, err := dynamostore.MigrateReadModels(ctx, db, table, dynamostore.MigrateOptions{
+		Unlisted: []string{api.IdempotencyCollection}, Segments: segments})
 	fmt.Fprintf(out, "%s: scanned %d items, migrated %d documents, dropped %d superseded copies, left %d invalid\n",
 		table, st.Scanned, st.Migrated, st.Dropped, st.Invalid)
 	return err

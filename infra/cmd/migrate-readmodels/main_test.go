@@ -44,7 +44,7 @@ func TestMigrateOldTable(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := migrate(ctx, db, table, &out); err != nil {
+	if err := migrate(ctx, db, table, 2, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "migrated 2 documents") {

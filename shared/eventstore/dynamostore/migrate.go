@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -28,6 +29,14 @@ type MigrationStats struct {
 // while it is being migrated.
 const maxMigrateAttempts = 10
 
+// MigrateOptions tune MigrateReadModels.
+type MigrateOptions struct {
+	// Unlisted collections get no listing-index attributes (as NewDocs's unlisted).
+	Unlisted []string
+	// Segments is how many parallel scan segments share the table (default 1).
+	Segments int
+}
+
 // MigrateReadModels rewrites the read-model table's documents of the first key schema
 // (pk = collection, sk = key, no "v") into the current one (pk = collection#key,
 // sk = collection, v = 2, and the listing index's attributes unless the collection is
@@ -38,33 +47,67 @@ const maxMigrateAttempts = 10
 // idempotent and resumable (run it again after any failure: it finds only the documents
 // still in the old shape), and a document the new code wrote meanwhile wins over the old
 // copy, which is dropped.
-func MigrateReadModels(ctx context.Context, db *dynamodb.Client, table string, unlisted ...string) (MigrationStats, error) {
-	d := NewDocs(db, table, unlisted...)
-	var st MigrationStats
+func MigrateReadModels(ctx context.Context, db *dynamodb.Client, table string, opts MigrateOptions) (MigrationStats, error) {
+	d := NewDocs(db, table, opts.Unlisted...)
+	segments := max(opts.Segments, 1)
 	expr, err := expression.NewBuilder().WithFilter(expression.AttributeNotExists(expression.Name(infra.AttrShape))).Build()
 	if err != nil {
-		return st, fmt.Errorf("dynamodb: build scan: %w", err)
+		return MigrationStats{}, fmt.Errorf("dynamodb: build scan: %w", err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var total MigrationStats
+	errs := make([]error, segments)
+	var wg sync.WaitGroup
+	for seg := range segments {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st MigrationStats
+			errs[seg] = d.migrateSegment(ctx, expr, int32(seg), int32(segments), &st)
+			if errs[seg] != nil {
+				cancel() // the others stop at their next request; a rerun resumes
+			}
+			mu.Lock()
+			total.Scanned += st.Scanned
+			total.Migrated += st.Migrated
+			total.Dropped += st.Dropped
+			total.Invalid += st.Invalid
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return total, err
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+func (d *Docs) migrateSegment(ctx context.Context, expr expression.Expression, seg, segments int32, st *MigrationStats) error {
 	var start map[string]types.AttributeValue
 	for {
 		var out *dynamodb.ScanOutput
 		err := retrying(ctx, func() (err error) {
-			out, err = db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+			out, err = d.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(d.table), ConsistentRead: aws.Bool(true),
 				FilterExpression: expr.Filter(), ExpressionAttributeNames: expr.Names(),
-				ExpressionAttributeValues: expr.Values(), ExclusiveStartKey: start})
+				ExpressionAttributeValues: expr.Values(), ExclusiveStartKey: start,
+				Segment: aws.Int32(seg), TotalSegments: aws.Int32(segments)})
 			return err
 		})
 		if err != nil {
-			return st, fmt.Errorf("migrate %s: scan: %w", table, err)
+			return fmt.Errorf("migrate %s: scan: %w", d.table, err)
 		}
 		st.Scanned += int(out.ScannedCount)
 		for _, item := range out.Items {
-			if err := d.migrateOne(ctx, item, &st); err != nil {
-				return st, err
+			if err := d.migrateOne(ctx, item, st); err != nil {
+				return err
 			}
 		}
 		if out.LastEvaluatedKey == nil {
-			return st, nil
+			return nil
 		}
 		start = out.LastEvaluatedKey
 	}

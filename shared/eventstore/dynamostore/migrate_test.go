@@ -85,11 +85,12 @@ func TestMigrateReadModels(t *testing.T) {
 		return nil
 	}}
 	broken := emulator.DynamoDBClient(emulator.DynamoDB(t), f.option())
-	first, err := dynamostore.MigrateReadModels(ctx, broken, table, "_idempotency")
+	first, err := dynamostore.MigrateReadModels(ctx, broken, table, dynamostore.MigrateOptions{Unlisted: []string{"_idempotency"}})
 	if !errors.Is(err, boom) || first.Migrated+first.Dropped > 4 || first.Migrated < 3 {
 		t.Fatalf("interrupted migration: %+v, %v", first, err)
 	}
-	st, err := dynamostore.MigrateReadModels(ctx, db, table, "_idempotency")
+	// Resumed with parallel segments.
+	st, err := dynamostore.MigrateReadModels(ctx, db, table, dynamostore.MigrateOptions{Unlisted: []string{"_idempotency"}, Segments: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestMigrateReadModels(t *testing.T) {
 	if err != nil || int(scan.Count) != len(docs) {
 		t.Fatalf("%d items after migration (%v), want %d: an old copy is left", scan.Count, err, len(docs))
 	}
-	st, err = dynamostore.MigrateReadModels(ctx, db, table, "_idempotency")
+	st, err = dynamostore.MigrateReadModels(ctx, db, table, dynamostore.MigrateOptions{Unlisted: []string{"_idempotency"}, Segments: 3})
 	if err != nil || st.Migrated != 0 || st.Dropped != 0 {
 		t.Fatalf("second run: %+v %v, want nothing to do", st, err)
 	}
