@@ -136,3 +136,29 @@ func TestMigrateReadModels(t *testing.T) {
 		t.Fatalf("second run: %+v %v, want nothing to do", st, err)
 	}
 }
+
+// An old-shape document that changes while it is being moved (an old process still
+// writing) is moved with its new value, not the one the scan read.
+func TestMigrateReadModelsOldDocumentChangesMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	db := emulator.DynamoDBClient(emulator.DynamoDB(t))
+	table := oldTable(t, db, map[[2]string]string{{"accounts", "a1"}: `{"n":1}`}, nil)
+	f := &injector{count: map[string]int{}, fail: func(op string, n int) error {
+		if op == "TransactWriteItems" && n == 0 {
+			_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+				infra.AttrPK: &types.AttributeValueMemberS{Value: "accounts"}, infra.AttrSK: &types.AttributeValueMemberS{Value: "a1"},
+				infra.AttrDoc: &types.AttributeValueMemberS{Value: `{"n":2}`}, infra.AttrRev: &types.AttributeValueMemberN{Value: "99"}}})
+			return err
+		}
+		return nil
+	}}
+	racing := emulator.DynamoDBClient(emulator.DynamoDB(t), f.option())
+	st, err := dynamostore.MigrateReadModels(ctx, racing, table, dynamostore.MigrateOptions{})
+	if err != nil || st.Migrated != 1 || f.count["TransactWriteItems"] != 2 {
+		t.Fatalf("migration: %+v %v after %d transactions, want 1 migrated on the second", st, err, f.count["TransactWriteItems"])
+	}
+	var got counterDoc
+	if ok, err := dynamostore.NewDocs(db, table).Get(ctx, "accounts", "a1", &got); err != nil || !ok || got.N != 2 {
+		t.Fatalf("a1 after migration: %+v %v %v, want the value written meanwhile", got, ok, err)
+	}
+}
