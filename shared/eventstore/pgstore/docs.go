@@ -139,7 +139,7 @@ func (s *Store) List(ctx context.Context, coll string, fn func(string, json.RawM
 	if err := docstore.CheckCollection(coll); err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT key, doc FROM documents WHERE collection = $1 ORDER BY key", coll)
+	rows, err := s.pool.Query(ctx, `SELECT key, doc FROM documents WHERE collection = $1 ORDER BY key COLLATE "C"`, coll)
 	if err != nil {
 		return classify(fmt.Errorf("pgstore: list %s: %w", coll, err))
 	}
