@@ -146,7 +146,7 @@ STAGE ?= prod
 SNAPSHOT_EVERY ?= 50
 DELETION_PROTECTION ?= true
 LOG_LEVEL ?= info
-.PHONY: build deploy deploy-localstack destroy destroy-localstack backfill-index
+.PHONY: build deploy deploy-localstack destroy destroy-localstack backfill-index migrate-readmodels
 
 # One zip per function under dist/, holding the single executable `bootstrap` that
 # provided.al2023 runs. Zipped by a Go tool so a fresh machine needs nothing but Go.
@@ -200,7 +200,14 @@ deploy-localstack:
 # table, or re-filling it after changing INDEX_SHARDS). AWS credentials and region from
 # the environment; EVENTS_TABLE, INDEX_TABLE and INDEX_SHARDS as deployed.
 backfill-index:
-	$(GO) run ./infra/cmd/backfillindex -shards $(or $(INDEX_SHARDS),16)
+	$(GO) run ./infra/cmd/backfillindex -shards $(or $(INDEX_SHARDS),32)
+
+# Moves a read-model table of the first key schema (pk = collection, sk = key) to the
+# current one: adds the listing index if missing, then rewrites the old documents.
+# Idempotent and resumable. READMODEL_TABLE, MIGRATE_SEGMENTS (parallel scan segments, default
+# 4), AWS_REGION / AWS_ENDPOINT_URL_DYNAMODB as usual.
+migrate-readmodels:
+	$(GO) run ./infra/cmd/migrate-readmodels
 
 # The events table refuses deletion while DeletionProtection is true: deploy once with
 # DELETION_PROTECTION=false first.

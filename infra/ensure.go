@@ -53,6 +53,9 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, n Names) (Q
 			return urls, err
 		}
 	}
+	if err := EnsureReadModelIndex(ctx, db, n.ReadModelTable); err != nil {
+		return urls, err
+	}
 	// Idempotency records expire from the read-model table, snapshots from the events
 	// table (events carry no expiresAt and never expire).
 	for _, table := range []string{n.ReadModelTable, n.EventsTable} {
@@ -82,12 +85,70 @@ func ensureDLQ(ctx context.Context, q *sqs.Client, name, archive string) (string
 	return ensureQueue(ctx, q, DLQQueue(name, attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]))
 }
 
+// EnsureReadModelIndex adds the listing index to a read-model table created before it
+// existed (keys pk, sk as now, no index) and waits until the index is ACTIVE (backfilled):
+// the first step of moving an old table to the current key schema, the second being
+// dynamostore.MigrateReadModels. A table that has the index is left as it is.
+func EnsureReadModelIndex(ctx context.Context, db *dynamodb.Client, table string) error {
+	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe table %s: %w", table, err)
+	}
+	if !hasIndex(desc.Table, IndexByCollection) {
+		_, err := db.UpdateTable(ctx, ReadModelIndexUpdate(table))
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) { // in use: another process is adding it
+			return fmt.Errorf("add index %s to %s: %w", IndexByCollection, table, err)
+		}
+	}
+	for {
+		desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			return fmt.Errorf("describe table %s: %w", table, err)
+		}
+		if indexActive(desc.Table, IndexByCollection) && desc.Table.TableStatus == types.TableStatusActive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("index %s of %s not active: %w", IndexByCollection, table, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func hasIndex(t *types.TableDescription, name string) bool {
+	return slices.ContainsFunc(t.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
+		return aws.ToString(g.IndexName) == name
+	})
+}
+
+func indexActive(t *types.TableDescription, name string) bool {
+	return slices.ContainsFunc(t.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
+		return aws.ToString(g.IndexName) == name && g.IndexStatus == types.IndexStatusActive
+	})
+}
+
+// withoutIndex is a table definition less one index.
+func withoutIndex(in *dynamodb.CreateTableInput, name string) *dynamodb.CreateTableInput {
+	out := *in
+	out.GlobalSecondaryIndexes = slices.DeleteFunc(slices.Clone(in.GlobalSecondaryIndexes), func(g types.GlobalSecondaryIndex) bool {
+		return aws.ToString(g.IndexName) == name
+	})
+	return &out
+}
+
 func ensureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTableInput) error {
 	name := aws.ToString(in.TableName)
 	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName})
 	var missing *types.ResourceNotFoundException
 	switch {
 	case err == nil:
+		if !hasIndex(desc.Table, IndexByCollection) {
+			// A read-model table of the first key schema: EnsureReadModelIndex adds the
+			// index, the rest must match.
+			in = withoutIndex(in, IndexByCollection)
+		}
 		if err := sameTable(in, desc.Table); err != nil {
 			return fmt.Errorf("table %s exists but %w (delete it, or configure another name)", name, err)
 		}

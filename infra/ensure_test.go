@@ -81,7 +81,8 @@ func TestEnsureCreatesOnceAndIsIdempotent(t *testing.T) {
 		!strings.Contains(ev, "/stream/") || !strings.Contains(ev, "ttl=ENABLED:expiresAt") {
 		t.Errorf("events table: %s", ev)
 	}
-	if rm := first.tables[n.ReadModelTable]; !strings.Contains(rm, "status=ACTIVE") || !strings.Contains(rm, "ttl=ENABLED:expiresAt") {
+	if rm := first.tables[n.ReadModelTable]; !strings.Contains(rm, "status=ACTIVE") || !strings.Contains(rm, "gsis=1") ||
+		!strings.Contains(rm, "ttl=ENABLED:expiresAt") {
 		t.Errorf("read-model table: %s", rm)
 	}
 	if ix := first.tables[n.IndexTable]; !strings.Contains(ix, "status=ACTIVE") || !strings.Contains(ix, "gsis=0") ||
@@ -124,6 +125,52 @@ func TestEnsureCreatesOnceAndIsIdempotent(t *testing.T) {
 func sameJSONish(a, b string) bool {
 	strip := strings.NewReplacer(`"`, "", " ", "")
 	return strip.Replace(a) == strip.Replace(b)
+}
+
+// OldReadModelTable is the read-model table as the first key schema created it: the same
+// keys, no listing index.
+func oldReadModelTable(name string) *dynamodb.CreateTableInput {
+	in := infra.ReadModelTable(name)
+	in.GlobalSecondaryIndexes = nil
+	in.AttributeDefinitions = in.AttributeDefinitions[:2]
+	return in
+}
+
+// A read-model table created before the listing index gets it, backfilled and ACTIVE,
+// and keeps its items.
+func TestEnsureAddsTheListingIndex(t *testing.T) {
+	ctx := context.Background()
+	db := emulator.DynamoDBClient(emulator.DynamoDB(t))
+	q := emulator.SQSClient(emulator.SQS(t))
+	n := testNames()
+	if _, err := db.CreateTable(ctx, oldReadModelTable(n.ReadModelTable)); err != nil {
+		t.Fatal(err)
+	}
+	key := map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: "coll"},
+		infra.AttrSK: &types.AttributeValueMemberS{Value: "key"}}
+	if err := dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.ReadModelTable)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(n.ReadModelTable), Item: key}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := infra.Ensure(ctx, db, q, n); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.ReadModelTable)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := desc.Table.GlobalSecondaryIndexes; len(g) != 1 || aws.ToString(g[0].IndexName) != infra.IndexByCollection ||
+		g[0].IndexStatus != types.IndexStatusActive {
+		t.Fatalf("indexes after Ensure: %+v", g)
+	}
+	if got, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(n.ReadModelTable), Key: key}); err != nil || got.Item == nil {
+		t.Fatalf("the old item is gone: %v", err)
+	}
+	if _, err := infra.Ensure(ctx, db, q, n); err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
 }
 
 // A table that exists with another shape is reported, not silently used.

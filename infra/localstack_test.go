@@ -110,13 +110,20 @@ func TestLocalStackResourcesMatchInfra(t *testing.T) {
 		"queues/saga-dead-letters-archive.json": DLQArchiveQueue(DefaultSagaDLQArchiveName),
 		"queues/saga-dead-letters.json":         DLQQueue(DefaultSagaDLQName, localStackQueueArn(DefaultSagaDLQArchiveName)),
 	}
+	indexUpdate := "tables/readmodels-index.json"
 	if *update {
 		for file, in := range tables {
 			write(t, file, cliJSON(t, in))
 		}
+		write(t, indexUpdate, cliJSON(t, ReadModelIndexUpdate(DefaultReadModelTable)))
 		for file, in := range queues {
 			write(t, file, cliJSON(t, in))
 		}
+	}
+	var gotUpdate dynamodb.UpdateTableInput
+	readInput(t, filepath.Join(localstackInit, indexUpdate), &gotUpdate)
+	if g, w := cliJSON(t, &gotUpdate), cliJSON(t, ReadModelIndexUpdate(DefaultReadModelTable)); !bytes.Equal(g, w) {
+		t.Errorf("%s differs from infra (go test ./infra -run LocalStack -update rewrites it):\nfile:\n%s\ninfra:\n%s", indexUpdate, g, w)
 	}
 	for file, want := range tables {
 		var got dynamodb.CreateTableInput
@@ -154,7 +161,7 @@ func TestLocalStackHookUsesTheDefinitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(hook)
-	for _, want := range []string{"tables/events.json", "tables/readmodels.json", "tables/index.json", DefaultIndexTable, "queues/dead-letters-archive.json",
+	for _, want := range []string{"tables/events.json", "tables/readmodels.json", "tables/index.json", DefaultIndexTable, "tables/readmodels-index.json", IndexByCollection, "queues/dead-letters-archive.json",
 		"queues/dead-letters.json", "queues/saga-dead-letters-archive.json", "queues/saga-dead-letters.json",
 		AttrExpiresAt, DefaultEventsTable, DefaultReadModelTable} {
 		if !strings.Contains(text, want) {

@@ -49,12 +49,30 @@ const (
 	AttrCorrelationID = "correlationId"
 	AttrTimeKey       = "tk" // timestamp (fixed-width RFC 3339, µs) + "#" + stream key + "#" + version: unique and time-ordered
 
-	// Read-model table: pk = collection, sk = document key; the document is in "doc" with a
-	// revision "rev" for optimistic updates; "expiresAt" (epoch seconds) is the TTL
-	// attribute (idempotency records expire).
+	// Read-model table: one document per partition, pk = collection + "#" + key and
+	// sk = collection (the pair names one (collection, key) even when a name holds "#"),
+	// so no collection is a hot key. The document is in "doc" with a revision "rev" for
+	// optimistic updates; "expiresAt" (epoch seconds) is the TTL attribute (idempotency
+	// records expire); "v" = 2 marks this shape (version 1 had pk = collection, sk = key;
+	// dynamostore.MigrateReadModels rewrites it).
+	//
+	// Listing goes through the sparse GSI byCollection: lpk = collection + "#" + shard
+	// (shard = FNV-1a 32 of the key mod ReadModelListShards, in decimal), lsk = key. A
+	// listing queries every shard and merges by key. Collections never listed on DynamoDB
+	// (idempotency records, written on the command path) carry no lpk/lsk, so their writes
+	// cost no index write.
 	AttrDoc       = "doc"
 	AttrRev       = "rev"
 	AttrExpiresAt = "expiresAt"
+	AttrShape     = "v"
+	AttrListPK    = "lpk"
+	AttrListSK    = "lsk"
+
+	IndexByCollection = "byCollection" // lpk, lsk
+
+	// ReadModelListShards is the number of index partitions a collection is spread over:
+	// each takes at most its share of a collection's writes, and a page reads all of them.
+	ReadModelListShards = 16
 )
 
 // EventsTable is the events table definition: keys and the stream, no GSIs.
@@ -114,10 +132,41 @@ func ReadModelTable(name string) *dynamodb.CreateTableInput {
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrListPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrListSK), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{ReadModelListIndex()},
 	}
+}
+
+// ReadModelListIndex is the read-model table's listing index. ALL: a page of documents is
+// one query per shard, with no read back to the table.
+func ReadModelListIndex() types.GlobalSecondaryIndex {
+	return types.GlobalSecondaryIndex{
+		IndexName: aws.String(IndexByCollection),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrListPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrListSK), KeyType: types.KeyTypeRange},
+		},
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+	}
+}
+
+// ReadModelIndexUpdate adds the listing index to a read-model table created without it
+// (infra.EnsureReadModelIndex, and the LocalStack hook from its JSON rendering).
+func ReadModelIndexUpdate(table string) *dynamodb.UpdateTableInput {
+	gsi := ReadModelListIndex()
+	var attrs []types.AttributeDefinition
+	for _, a := range ReadModelTable(table).AttributeDefinitions {
+		if n := aws.ToString(a.AttributeName); n == AttrListPK || n == AttrListSK {
+			attrs = append(attrs, a)
+		}
+	}
+	return &dynamodb.UpdateTableInput{TableName: aws.String(table), AttributeDefinitions: attrs,
+		GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+			IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection}}}}
 }

@@ -321,6 +321,8 @@ func classify(r string) string {
 		return "index"
 	case "GetAtt:ReadModelTable.Arn":
 		return "readmodel"
+	case "Sub:${ReadModelTable.Arn}/index/*":
+		return "readmodel-index"
 	case "GetAtt:DeadLetterQueue.Arn":
 		return "dlq"
 	case "GetAtt:SagaDeadLetterQueue.Arn":
@@ -397,6 +399,9 @@ var required = []rule{
 	{"*", "readmodel", readModelRW},
 	{"ApiFunction", "events", appendEvents},
 	{"ApiFunction", "index", []string{"dynamodb:Query"}},
+	// Listings (GET /accounts, a customer's orders, dead letters, rebuilds) read the
+	// read models' listing index.
+	{"ApiFunction", "readmodel-index", []string{"dynamodb:Query"}},
 	// The API's rebuilds and redrives run every projection, the saga included, and park
 	// in both queues.
 	{"ApiFunction", "dlq", []string{"sqs:SendMessage"}},

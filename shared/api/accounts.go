@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -14,6 +16,7 @@ func (s *Server) accountRoutes() {
 	s.Handle("POST /accounts/{id}/deposit", s.moveMoney(bank.Deposit))
 	s.Handle("POST /accounts/{id}/withdraw", s.moveMoney(bank.Withdraw))
 	s.Handle("POST /accounts/{id}/close", s.closeAccount)
+	s.Handle("GET /accounts", s.listAccounts)
 	s.Handle("GET /accounts/{id}", s.getAccount)
 	s.Handle("GET /accounts/{id}/events", s.accountEvents)
 }
@@ -93,6 +96,34 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	WriteState(w, http.StatusOK, l.State, l.Version, LastID(l.Last))
+	return nil
+}
+
+// listAccounts is GET /accounts?limit=&cursor=: the accounts read model ("all accounts"),
+// in account-id order, a page at a time. Like the read model it trails the events: an
+// account opened a moment ago may not be listed yet.
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
+	p, err := ParsePage(r)
+	if err != nil {
+		return err
+	}
+	docs, next, err := s.Docs.ListPage(r.Context(), bank.AccountsCollection, p.After, p.Limit)
+	if err != nil {
+		return err
+	}
+	accounts := make([]bank.Account, 0, len(docs))
+	for _, d := range docs {
+		var v bank.View
+		if err := json.Unmarshal(d.Raw, &v); err != nil {
+			return fmt.Errorf("accounts read model %s: %w", d.Key, err)
+		}
+		accounts = append(accounts, v.Account)
+	}
+	body := map[string]any{"accounts": accounts}
+	if next != "" {
+		body["nextCursor"] = EncodeCursor(next)
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

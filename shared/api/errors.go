@@ -119,7 +119,7 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusUnprocessableEntity, Code: "limit_exceeded", Message: limit.Error()}
 	case errors.As(err, &cursor):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: cursor.Error()}
-	case errors.Is(err, eventstore.ErrInvalid), errors.Is(err, docstore.ErrInvalidKey):
+	case errors.Is(err, eventstore.ErrInvalid), errors.Is(err, docstore.ErrInvalidKey), errors.Is(err, docstore.ErrInvalidPage):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()}
 	case errors.As(err, &throttled) || errors.Is(err, eventstore.ErrThrottled):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "throttled", Message: "the event store is busy; retry after the indicated delay"}

@@ -198,6 +198,11 @@ type idempotencyRecord struct {
 	ExpiresAt   int64               `json:"expiresAt"` // epoch seconds (DynamoDB TTL)
 }
 
+// IdempotencyCollection holds the idempotency records. It is written on every keyed
+// command and never listed on DynamoDB (TTL expires it there; PurgeIdempotency runs on the
+// other backends only), so the DynamoDB wiring keeps it out of the listing index.
+const IdempotencyCollection = idempotencyCollection
+
 const (
 	idempotencyCollection = "_idempotency"
 	idempotencyTTL        = 24 * time.Hour

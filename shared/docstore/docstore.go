@@ -39,8 +39,46 @@ type Store interface {
 	// List calls fn for every document of a collection in key order. Meant for small
 	// operational collections (parked events, projection status), not for read models.
 	List(ctx context.Context, collection string, fn func(key string, raw json.RawMessage) error) error
+	// ListPage returns up to limit documents of a collection whose keys sort after `after`
+	// ("" = from the first), in key order (bytewise), and next: the cursor of the
+	// following page (the last key returned), "" when no document follows. Pages never
+	// repeat a key and never skip one that existed throughout the paging; a document
+	// written while paging is listed or not depending on where its key falls. A limit
+	// outside 1–MaxPageLimit or a cursor that is not a valid key is ErrInvalidPage.
+	ListPage(ctx context.Context, collection, after string, limit int) (docs []Doc, next string, err error)
 	// DeleteCollection removes every document of a collection (used by projection rebuild).
 	DeleteCollection(ctx context.Context, collection string) error
+}
+
+// Doc is one listed document.
+type Doc struct {
+	Key string
+	Raw json.RawMessage
+}
+
+// MaxPageLimit bounds one ListPage (DynamoDB returns at most 1 MB per query anyway).
+const MaxPageLimit = 1000
+
+// ErrInvalidPage is returned by ListPage for a limit or cursor out of bounds.
+var ErrInvalidPage = errors.New("docstore: invalid page")
+
+// ErrNotListed is returned by a backend that keeps a collection unlisted (DynamoDB keeps
+// command-path collections such as idempotency records out of its listing index, so a
+// keyed write pays no index write): List, ListPage and DeleteCollection refuse it.
+var ErrNotListed = errors.New("docstore: collection is not listable on this backend")
+
+// CheckPage validates ListPage's arguments.
+func CheckPage(collection, after string, limit int) error {
+	if err := CheckCollection(collection); err != nil {
+		return err
+	}
+	if limit < 1 || limit > MaxPageLimit {
+		return fmt.Errorf("%w: limit %d outside 1–%d", ErrInvalidPage, limit, MaxPageLimit)
+	}
+	if after != "" && !valid(after, MaxKeyBytes) {
+		return fmt.Errorf("%w: cursor of %d bytes is not a document key", ErrInvalidPage, len(after))
+	}
+	return nil
 }
 
 // MaxUpdateWrites bounds how many documents one Update may write (DynamoDB transactions
@@ -51,7 +89,8 @@ const MaxUpdateWrites = 90
 var ErrTooManyWrites = errors.New("docstore: too many writes in one update")
 
 // Limits of collection names and document keys, which every backend uses as keys:
-// DynamoDB's read-model table (pk = collection ≤ 2048 bytes, sk = key ≤ 1024 bytes),
+// DynamoDB's read-model table (pk = collection#key ≤ 2048 bytes, sk = collection, and the
+// listing index's sort key = key ≤ 1024 bytes),
 // PostgreSQL's (collection, key) primary key (a B-tree row of at most ~2700 bytes),
 // bbolt (a bucket per collection, keys ≤ 32 KB). Both must be valid UTF-8 without NUL:
 // DynamoDB strings are UTF-8 and PostgreSQL text cannot hold NUL.

@@ -148,3 +148,14 @@ func (d *docs) List(ctx context.Context, collection string, fn func(key string, 
 func (d *docs) DeleteCollection(ctx context.Context, collection string) error {
 	return d.p.Do(ctx, "docs.DeleteCollection", func(ctx context.Context) error { return d.d.DeleteCollection(ctx, collection) })
 }
+
+func (d *docs) ListPage(ctx context.Context, collection, after string, limit int) (out []docstore.Doc, next string, err error) {
+	err = d.p.Do(ctx, "docs.ListPage", func(ctx context.Context) error {
+		out, next, err = d.d.ListPage(ctx, collection, after, limit)
+		return err
+	})
+	if err != nil {
+		out, next = nil, ""
+	}
+	return out, next, err
+}

@@ -1,6 +1,8 @@
 package orders
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -77,11 +79,27 @@ func (h HTTP) Routes(s *api.Server) {
 		if err != nil {
 			return err
 		}
-		var doc CustomerOrders
-		if _, err := h.Docs.Get(r.Context(), CustomersCollection, id, &doc); err != nil {
+		page, err := api.ParsePage(r)
+		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, map[string]any{"customerId": id, "orders": doc.Sorted()})
+		docs, next, err := h.Docs.ListPage(r.Context(), CustomerOrdersCollection(id), page.After, page.Limit)
+		if err != nil {
+			return err
+		}
+		lines := make([]CustomerOrder, 0, len(docs))
+		for _, d := range docs {
+			var l CustomerOrder
+			if err := json.Unmarshal(d.Raw, &l); err != nil {
+				return fmt.Errorf("customer orders %s/%s: %w", id, d.Key, err)
+			}
+			lines = append(lines, l)
+		}
+		body := map[string]any{"customerId": id, "orders": lines}
+		if next != "" {
+			body["nextCursor"] = api.EncodeCursor(next)
+		}
+		api.WriteJSON(w, http.StatusOK, body)
 		return nil
 	})
 }

@@ -2,7 +2,6 @@ package orders
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -66,24 +65,27 @@ type CustomerOrder struct {
 	ShippedAt   *time.Time   `json:"shippedAt,omitempty"`
 }
 
-// CustomerOrders is a customer's document.
-type CustomerOrders struct {
-	Orders map[string]CustomerOrder `json:"orders"`
+// CustomerOrdersCollection holds one customer's orders, one document per order keyed
+// by placedAtKey + "#" + order id, so a key-ordered listing is oldest first and no
+// document grows with the customer's history (DynamoDB items stop at 400 KB). The
+// documents of the first layout (one per customer, in CustomersCollection) are cleared
+// by a rebuild of the projection, which builds these.
+func CustomerOrdersCollection(customerID string) string {
+	return CustomersCollection + "/" + customerID
 }
 
-// Sorted returns the orders oldest first.
-func (c CustomerOrders) Sorted() []CustomerOrder {
-	out := make([]CustomerOrder, 0, len(c.Orders))
-	for _, o := range c.Orders {
-		out = append(out, o)
+// placedAtKey renders an order's placement time so that keys sort as times do.
+func placedAtKey(t *time.Time) string {
+	if t == nil {
+		return "0000-00-00T00:00:00.000000000Z"
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].PlacedAt != nil && out[j].PlacedAt != nil && !out[i].PlacedAt.Equal(*out[j].PlacedAt) {
-			return out[i].PlacedAt.Before(*out[j].PlacedAt)
-		}
-		return out[i].OrderID < out[j].OrderID
-	})
-	return out
+	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
+}
+
+// customerIndex is the order → customer lookup: later events of an order find its line.
+type customerIndex struct {
+	CustomerID string `json:"customerId"`
+	LineKey    string `json:"lineKey,omitempty"`
 }
 
 // CustomerProjection is the cross-aggregate read model: a customer's orders, fed by
@@ -94,37 +96,40 @@ func (CustomerProjection) Name() string             { return "customer-orders" }
 func (CustomerProjection) AggregateTypes() []string { return []string{AggregateType} }
 func (CustomerProjection) Collections() []string    { return []string{CustomersCollection, orderIndex} }
 
+// Apply keeps one document per (customer, order). A Placed event writes the line afresh
+// (a rebuild replays over lines it does not clear, and must not evolve from them).
 func (CustomerProjection) Apply(ctx context.Context, tx docstore.Tx, e event.Event) error {
-	var idx struct {
-		CustomerID string `json:"customerId"`
-	}
+	var idx customerIndex
+	var line CustomerOrder
 	if e.EventType == Placed {
 		var p PlacedPayload
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
 		idx.CustomerID = p.CustomerID
-		if err := tx.Put(ctx, orderIndex, e.AggregateID, idx); err != nil {
+	} else {
+		if ok, err := tx.Get(ctx, orderIndex, e.AggregateID, &idx); err != nil || !ok {
 			return err
 		}
-	} else if ok, err := tx.Get(ctx, orderIndex, e.AggregateID, &idx); err != nil || !ok {
-		return err
+		if idx.LineKey == "" { // indexed by the first layout: a rebuild moves it
+			return nil
+		}
+		if _, err := tx.Get(ctx, CustomerOrdersCollection(idx.CustomerID), idx.LineKey, &line); err != nil {
+			return err
+		}
 	}
-	doc := CustomerOrders{Orders: map[string]CustomerOrder{}}
-	if _, err := tx.Get(ctx, CustomersCollection, idx.CustomerID, &doc); err != nil {
-		return err
-	}
-	if doc.Orders == nil {
-		doc.Orders = map[string]CustomerOrder{}
-	}
-	line := doc.Orders[e.AggregateID]
 	o := Order{ID: e.AggregateID, Status: line.Status, TotalAmount: line.TotalAmount, PlacedAt: line.PlacedAt,
 		ShippedAt: line.ShippedAt, Reason: line.Reason}
 	o, err := Evolve(o, e)
 	if err != nil {
 		return err
 	}
-	doc.Orders[e.AggregateID] = CustomerOrder{OrderID: e.AggregateID, Status: o.Status, Reason: o.Reason,
-		TotalAmount: o.TotalAmount, PlacedAt: o.PlacedAt, ShippedAt: o.ShippedAt}
-	return tx.Put(ctx, CustomersCollection, idx.CustomerID, doc)
+	if e.EventType == Placed {
+		idx.LineKey = placedAtKey(o.PlacedAt) + "#" + e.AggregateID
+		if err := tx.Put(ctx, orderIndex, e.AggregateID, idx); err != nil {
+			return err
+		}
+	}
+	return tx.Put(ctx, CustomerOrdersCollection(idx.CustomerID), idx.LineKey, CustomerOrder{OrderID: e.AggregateID,
+		Status: o.Status, Reason: o.Reason, TotalAmount: o.TotalAmount, PlacedAt: o.PlacedAt, ShippedAt: o.ShippedAt})
 }

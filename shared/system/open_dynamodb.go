@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/ecmstore/ecmstore/infra"
+	"github.com/ecmstore/ecmstore/shared/api"
 	"github.com/ecmstore/ecmstore/shared/ddbstream"
 	"github.com/ecmstore/ecmstore/shared/eventstore/dynamostore"
 	"github.com/ecmstore/ecmstore/shared/projection"
@@ -88,7 +89,7 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 	clients.Indexer = dynamostore.NewIndexer(clients.DynamoDB, ix, log)
 	b := Backend{
 		Store: dynamostore.New(clients.DynamoDB, c.EventsTable, dynamostore.WithSnapshotTTL(c.SnapshotTTL), dynamostore.WithIndex(ix)),
-		Docs:  dynamostore.NewDocs(clients.DynamoDB, c.ReadModelTable),
+		Docs:  dynamostore.NewDocs(clients.DynamoDB, c.ReadModelTable, api.IdempotencyCollection),
 		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL, SagaQueueURL: clients.SagaQueueURL},
 		AWS:   clients,
 	}

@@ -54,7 +54,8 @@ type world struct {
 }
 
 // simulate runs random legal workflows over several tasks in two projects, interleaved,
-// with timestamps that sometimes coincide across tasks.
+// with timestamps that sometimes coincide across tasks and span several days (the
+// timeline is kept one document per project per day).
 func simulate(t *testing.T, seed uint64, steps int) *world {
 	t.Helper()
 	ctx := context.Background()
@@ -72,6 +73,9 @@ func simulate(t *testing.T, seed uint64, steps int) *world {
 	for step := 0; step < steps; step++ {
 		if rng.IntN(3) > 0 { // two in three steps move time on
 			clock = clock.Add(time.Duration(1+rng.IntN(90)) * time.Second)
+		}
+		if rng.IntN(10) == 0 { // and some by hours, so the timeline spans several days
+			clock = clock.Add(time.Duration(1+rng.IntN(14)) * time.Hour)
 		}
 		var id string
 		var cmd aggregate.Command[tasks.Task]
@@ -164,13 +168,13 @@ func (w *world) replayCounts(t *testing.T, project string, ts time.Time) map[str
 	return out
 }
 
-func (w *world) analytics(t *testing.T, project string) tasks.Project {
+func (w *world) analytics(t *testing.T, project string, at time.Time) map[string]int {
 	t.Helper()
-	var p tasks.Project
-	if _, err := w.docs.Get(context.Background(), tasks.AnalyticsCollection, project, &p); err != nil {
+	got, err := tasks.TasksByState(context.Background(), w.docs, project, at)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return got
 }
 
 // instants are every event time, a microsecond either side, and before/after everything.
@@ -185,9 +189,8 @@ func (w *world) instants() []time.Time {
 func (w *world) check(t *testing.T, when string) {
 	t.Helper()
 	for project := range w.projects {
-		p := w.analytics(t, project)
 		for _, ts := range w.instants() {
-			got, want := p.TasksByState(ts), w.replayCounts(t, project, ts)
+			got, want := w.analytics(t, project, ts), w.replayCounts(t, project, ts)
 			if !maps.Equal(got, want) {
 				t.Fatalf("%s: project %s as of %v: analytics %v, replaying the streams %v", when, project, ts, got, want)
 			}
@@ -214,17 +217,23 @@ func TestAnalyticsAsOfEqualsReplayingStreams(t *testing.T) {
 
 // Every project always reports all six states, also before it has any task.
 func TestAnalyticsReportsEveryState(t *testing.T) {
-	for _, p := range []tasks.Project{{}, {Tasks: map[string]string{"a": tasks.StateMerged}}} {
+	for _, trs := range [][]tasks.Transition{nil, {{TaskID: "a", Version: 5, To: tasks.StateMerged}}} {
 		for _, ts := range []time.Time{{}, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)} {
-			got := p.TasksByState(ts)
+			got := tasks.FoldTimeline(trs, ts)
 			if len(got) != len(tasks.States) {
-				t.Fatalf("%+v as of %v: %v", p, ts, got)
+				t.Fatalf("%+v as of %v: %v", trs, ts, got)
 			}
 			for _, s := range tasks.States {
 				if _, ok := got[s]; !ok {
-					t.Fatalf("%+v as of %v: no %s in %v", p, ts, s, got)
+					t.Fatalf("%+v as of %v: no %s in %v", trs, ts, s, got)
 				}
 			}
+		}
+	}
+	for _, ts := range []time.Time{{}, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		got, err := tasks.TasksByState(context.Background(), memstore.NewDocs(), "no-project", ts)
+		if err != nil || len(got) != len(tasks.States) {
+			t.Fatalf("a project without tasks as of %v: %v %v", ts, got, err)
 		}
 	}
 }

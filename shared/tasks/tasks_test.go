@@ -1,6 +1,7 @@
 package tasks_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -67,20 +68,20 @@ func TestAnalyticsAsOfEqualsReplay(t *testing.T) {
 		"b": {tasks.Created, tasks.Assigned, tasks.ReviewRequested, tasks.ChangesRequested},
 		"c": {tasks.Created},
 	}
-	var p tasks.Project
-	p.Tasks = map[string]string{}
+	var timeline []tasks.Transition
 	replay := map[string][]tasks.Transition{}
 	i := 0
 	for _, id := range []string{"a", "b", "c"} {
-		for _, typ := range streams[id] {
+		for v, typ := range streams[id] {
 			at := t0.Add(time.Duration(i) * time.Minute)
 			i++
-			tr := tasks.Transition{At: at, TaskID: id, To: tasks.NextState(typ)}
-			p.Timeline = append(p.Timeline, tr)
-			p.Tasks[id] = tr.To
+			tr := tasks.Transition{At: at, TaskID: id, Version: int64(v + 1), To: tasks.NextState(typ)}
+			timeline = append(timeline, tr)
 			replay[id] = append(replay[id], tr)
 		}
 	}
+	// The fold does not depend on the order the timeline holds the transitions in.
+	slices.Reverse(timeline)
 	for m := -1; m <= i; m++ {
 		at := t0.Add(time.Duration(m)*time.Minute + 30*time.Second)
 		want := map[string]int{}
@@ -95,7 +96,7 @@ func TestAnalyticsAsOfEqualsReplay(t *testing.T) {
 				want[state]++
 			}
 		}
-		got := p.TasksByState(at)
+		got := tasks.FoldTimeline(timeline, at)
 		for _, s := range tasks.States {
 			if got[s] != want[s] {
 				t.Fatalf("as of +%dm: %v, replay %v", m, got, want)

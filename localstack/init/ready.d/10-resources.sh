@@ -29,6 +29,13 @@ create_table() { # table-name json-file [ttl]
 create_table ecm-events tables/events.json
 create_table ecm-readmodels tables/readmodels.json
 create_table ecm-index tables/index.json no-ttl
+# A read-model table created before the listing index (keys as now): add the index; then
+# `make migrate-readmodels` rewrites its documents into the current key schema.
+if ! awslocal dynamodb describe-table --table-name ecm-readmodels \
+    --query 'Table.GlobalSecondaryIndexes[].IndexName' --output text | grep -qw byCollection; then
+  awslocal dynamodb update-table --cli-input-json "file://$init/tables/readmodels-index.json" >/dev/null
+  echo "table ecm-readmodels: index byCollection added"
+fi
 
 # The archive first: the dead-letter queue's redrive policy names its ARN. CreateQueue with
 # the same attributes is idempotent.

@@ -53,6 +53,7 @@ func Run(t *testing.T, target Target) {
 		{"AsOf", testAsOf},
 		{"ExactMoney", testExactMoney},
 		{"EventsQueryPaging", testEventsQuery},
+		{"AccountsList", testAccountsList},
 		{"Operations", testOperations},
 		{"ConcurrentCommands", testConcurrent},
 		{"HundredConcurrentDepositsAllSucceed", testHundredDeposits},

@@ -232,4 +232,49 @@ func testOrderChain(t *testing.T, c *Client) {
 	if r := c.Must(200, "GET", "/customers/"+ID("nobody")+"/orders", nil); !strings.Contains(string(r.Raw), `"orders":[]`) {
 		t.Fatalf("a customer without orders: %s", r.Raw)
 	}
+	checkCustomerOrdersPaged(t, c, cust, 3)
+}
+
+// checkCustomerOrdersPaged pages through a customer's orders one at a time: the same
+// orders in the same order (oldest first) as one page, and a malformed cursor is a 400.
+func checkCustomerOrdersPaged(t *testing.T, c *Client, cust string, n int) {
+	t.Helper()
+	ids := func(r Response) []string {
+		var out []string
+		list, _ := r.Body["orders"].([]any)
+		for _, o := range list {
+			id, _ := o.(map[string]any)["orderId"].(string)
+			out = append(out, id)
+		}
+		return out
+	}
+	all := c.Must(200, "GET", "/customers/"+cust+"/orders", nil)
+	if _, more := all.Body["nextCursor"]; more || len(ids(all)) != n {
+		t.Fatalf("customer orders in one page: %s", all.Raw)
+	}
+	var paged []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		path := "/customers/" + cust + "/orders?limit=1"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		r := c.Must(200, "GET", path, nil)
+		if got := ids(r); len(got) > 1 || r.Body["customerId"] != cust {
+			t.Fatalf("GET %s: %s", path, r.Raw)
+		}
+		paged = append(paged, ids(r)...)
+		cursor, _ = r.Body["nextCursor"].(string)
+		if cursor == "" || pages > n {
+			break
+		}
+	}
+	if fmt.Sprint(paged) != fmt.Sprint(ids(all)) {
+		t.Fatalf("paged orders %v, in one page %v", paged, ids(all))
+	}
+	for _, q := range []string{"?limit=0", "?cursor=%25%25"} {
+		if r := c.Do("GET", "/customers/"+cust+"/orders"+q, nil); r.Status != 400 || r.ErrorCode() != "invalid_request" {
+			t.Errorf("GET customer orders%s: %d %s, want 400", q, r.Status, r.Raw)
+		}
+	}
 }

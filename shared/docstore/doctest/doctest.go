@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,10 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ListAndDeleteCollection", testListAndDeleteCollection},
 		{"ManyWrites", testManyWrites},
 		{"KeyLimits", testKeyLimits},
+		{"ListPage", testListPage},
+		{"ListPageInvalid", testListPageInvalid},
+		{"ListPageConcurrentWrites", testListPageConcurrentWrites},
+		{"ListPageCancelled", testListPageCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -368,5 +373,210 @@ func testKeyLimits(t *testing.T, s docstore.Store) {
 	}
 	if err := s.DeleteCollection(bg(), long); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// pageAll reads a collection page by page, failing on any page out of order.
+func pageAll(t *testing.T, s docstore.Store, c string, limit int) ([]docstore.Doc, int) {
+	t.Helper()
+	var all []docstore.Doc
+	after, pages := "", 0
+	for {
+		docs, next, err := s.ListPage(bg(), c, after, limit)
+		if err != nil {
+			t.Fatalf("page after %q: %v", after, err)
+		}
+		pages++
+		if len(docs) > limit {
+			t.Fatalf("page after %q: %d documents, limit %d", after, len(docs), limit)
+		}
+		for _, d := range docs {
+			if d.Key <= after {
+				t.Fatalf("page after %q holds %q: out of order or repeated", after, d.Key)
+			}
+			after = d.Key
+		}
+		all = append(all, docs...)
+		if next == "" {
+			return all, pages
+		}
+		if len(docs) == 0 || next != docs[len(docs)-1].Key {
+			t.Fatalf("next cursor %q after a page of %d ending %q", next, len(docs), after)
+		}
+		if pages > 10000 {
+			t.Fatal("paging does not end")
+		}
+	}
+}
+
+func testListPage(t *testing.T, s docstore.Store) {
+	c, other := coll("page"), coll("page-other")
+	// Keys whose byte order differs from a locale's order (case, accents, digits), and
+	// more than one page of every limit below.
+	var want []string
+	for _, k := range []string{"B", "a", "b", "Z", "é", "e", "10", "9", "a b", "a-b", "zz", "ä"} {
+		want = append(want, k)
+	}
+	for i := range 30 {
+		want = append(want, fmt.Sprintf("k%03d", i))
+	}
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		for i, k := range want {
+			if err := tx.Put(ctx, c, k, doc{N: i, Name: k}); err != nil {
+				return err
+			}
+		}
+		return tx.Put(ctx, other, "a0", doc{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want) // Go orders strings bytewise, the order every backend must page in
+	for _, tc := range []struct {
+		name  string
+		limit int
+		pages int // the last page is full, so "next" must say whether another follows
+	}{
+		{"one at a time", 1, len(want)},
+		{"uneven", 5, (len(want) + 4) / 5},
+		{"exact", len(want), 1},
+		{"all", docstore.MaxPageLimit, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, pages := pageAll(t, s, c, tc.limit)
+			var keys []string
+			for _, d := range got {
+				var x doc
+				if err := json.Unmarshal(d.Raw, &x); err != nil || x.Name != d.Key {
+					t.Fatalf("document %q = %s (%v)", d.Key, d.Raw, err)
+				}
+				keys = append(keys, d.Key)
+			}
+			if !slices.Equal(keys, want) {
+				t.Fatalf("paged keys\n%q\nwant\n%q", keys, want)
+			}
+			if pages != tc.pages {
+				t.Fatalf("%d pages, want %d (a full last page must have no next cursor)", pages, tc.pages)
+			}
+		})
+	}
+	// A cursor need not be a key of the collection: paging resumes after it.
+	docs, _, err := s.ListPage(bg(), c, "k0145", 2)
+	if err != nil || len(docs) != 2 || docs[0].Key != "k015" || docs[1].Key != "k016" {
+		t.Fatalf("page after k0145 = %v, %v", docs, err)
+	}
+	docs, next, err := s.ListPage(bg(), coll("empty"), "", 10)
+	if err != nil || len(docs) != 0 || next != "" {
+		t.Fatalf("empty collection: %v %q %v", docs, next, err)
+	}
+}
+
+func testListPageInvalid(t *testing.T, s docstore.Store) {
+	c := coll("pageinv")
+	for _, tc := range []struct {
+		name, coll, after string
+		limit             int
+		want              error
+	}{
+		{"zero limit", c, "", 0, docstore.ErrInvalidPage},
+		{"negative limit", c, "", -1, docstore.ErrInvalidPage},
+		{"limit over the maximum", c, "", docstore.MaxPageLimit + 1, docstore.ErrInvalidPage},
+		{"cursor not UTF-8", c, "a\xff", 10, docstore.ErrInvalidPage},
+		{"cursor with NUL", c, "a\x00", 10, docstore.ErrInvalidPage},
+		{"cursor too long", c, strings.Repeat("k", docstore.MaxKeyBytes+1), 10, docstore.ErrInvalidPage},
+		{"empty collection name", "", "", 10, docstore.ErrInvalidKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := s.ListPage(bg(), tc.coll, tc.after, tc.limit); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// Paging while other transactions insert, update and delete: the keys that exist
+// throughout appear exactly once, in order, whatever moves around them.
+func testListPageConcurrentWrites(t *testing.T, s docstore.Store) {
+	c := coll("pagecc")
+	const stable = 40
+	err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		for i := range stable {
+			if err := tx.Put(ctx, c, fmt.Sprintf("s%03d", i), doc{N: i}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Transient keys between and around the stable ones, and rewrites of the
+				// stable ones, so every page boundary sees changes.
+				key := fmt.Sprintf("s%03d-%d-%d", i%stable, w, i)
+				err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+					if err := tx.Put(ctx, c, key, doc{N: -1}); err != nil {
+						return err
+					}
+					return tx.Put(ctx, c, fmt.Sprintf("s%03d", (i*7+w)%stable), doc{N: i})
+				})
+				if err == nil && i%2 == 1 {
+					err = s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Delete(ctx, c, key) })
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var rounds [][]docstore.Doc
+	for range 3 {
+		got, _ := pageAll(t, s, c, 3)
+		rounds = append(rounds, got)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("writer: %v", err)
+	}
+	for r, got := range rounds {
+		seen := map[string]int{}
+		for _, d := range got {
+			seen[d.Key]++
+		}
+		for i := range stable {
+			if k := fmt.Sprintf("s%03d", i); seen[k] != 1 {
+				t.Fatalf("round %d: %s listed %d times", r, k, seen[k])
+			}
+		}
+	}
+}
+
+// A listing whose context is gone fails with the context's error and no page, rather
+// than a short page that looks like the end of the collection.
+func testListPageCancelled(t *testing.T, s docstore.Store) {
+	c := coll("pagecancel")
+	if err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error { return tx.Put(ctx, c, "a", doc{N: 1}) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg())
+	cancel()
+	docs, next, err := s.ListPage(ctx, c, "", 10)
+	if !errors.Is(err, context.Canceled) || len(docs) != 0 || next != "" {
+		t.Fatalf("cancelled ListPage = %d documents, next %q, err %v; want context.Canceled", len(docs), next, err)
 	}
 }

@@ -203,3 +203,39 @@ func (s *Store) DeleteCollection(ctx context.Context, coll string) error {
 		return tx.DeleteBucket(docBucket(coll))
 	}))
 }
+
+// ListPage seeks past the cursor in the collection's bucket (bbolt keeps keys in byte
+// order) and copies the page out of the read transaction.
+func (s *Store) ListPage(ctx context.Context, coll, after string, limit int) ([]docstore.Doc, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	if err := docstore.CheckPage(coll, after, limit); err != nil {
+		return nil, "", err
+	}
+	var docs []docstore.Doc
+	next := ""
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(docBucket(coll))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(docs) == limit {
+				next = docs[limit-1].Key
+				break
+			}
+			docs = append(docs, docstore.Doc{Key: string(k), Raw: append(json.RawMessage(nil), v...)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	return docs, next, nil
+}

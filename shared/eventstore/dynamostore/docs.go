@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -18,19 +21,32 @@ import (
 	"github.com/ecmstore/ecmstore/shared/docstore"
 )
 
-// Docs is the document store on the read-model table (pk = collection, sk = key, doc =
-// JSON, rev = revision). Update is optimistic: it records what fn read and commits its
-// writes on the condition that none of it changed (a ConditionCheck for what was only
-// read), rerunning fn on a conflict.
+// Docs is the document store on the read-model table, one document per partition:
+// pk = collection + "#" + key, sk = collection, doc = JSON, rev = revision (see infra's
+// attribute names). Update is optimistic: it records what fn read and commits its writes
+// on the condition that none of it changed (a ConditionCheck for what was only read),
+// rerunning fn on a conflict. Listing reads the sparse index byCollection, which spreads
+// a collection over infra.ReadModelListShards partitions; it is eventually consistent on
+// AWS (a document written a moment ago may be missing from a page), and collections
+// named unlisted are not in it at all.
 type Docs struct {
-	db    *dynamodb.Client
-	table string
+	db       *dynamodb.Client
+	table    string
+	unlisted map[string]bool
 }
 
 var _ docstore.Store = (*Docs)(nil)
 
-// NewDocs returns the document store over the read-model table.
-func NewDocs(db *dynamodb.Client, table string) *Docs { return &Docs{db: db, table: table} }
+// NewDocs returns the document store over the read-model table. Documents of the
+// unlisted collections stay out of the listing index, so writing one costs no index
+// write; List, ListPage and DeleteCollection refuse them with docstore.ErrNotListed.
+func NewDocs(db *dynamodb.Client, table string, unlisted ...string) *Docs {
+	d := &Docs{db: db, table: table, unlisted: map[string]bool{}}
+	for _, c := range unlisted {
+		d.unlisted[c] = true
+	}
+	return d
+}
 
 // docItem is one document as stored. Rev is random, not a counter: a document deleted
 // and created again, or written blind (without being read), must never come back to a
@@ -42,13 +58,38 @@ type docItem struct {
 	Doc       string `dynamodbav:"doc"`
 	Rev       int64  `dynamodbav:"rev"`
 	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
+	Shape     int    `dynamodbav:"v,omitempty"`
+	ListPK    string `dynamodbav:"lpk,omitempty"`
+	ListSK    string `dynamodbav:"lsk,omitempty"`
 }
+
+// docShape is the value of infra.AttrShape on items of the current key schema.
+const docShape = 2
 
 type docKey struct{ coll, key string }
 
 func (k docKey) item() map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: k.coll},
-		infra.AttrSK: &types.AttributeValueMemberS{Value: k.key}}
+	return map[string]types.AttributeValue{infra.AttrPK: &types.AttributeValueMemberS{Value: k.coll + "#" + k.key},
+		infra.AttrSK: &types.AttributeValueMemberS{Value: k.coll}}
+}
+
+// ListShard is the index partition of a document key: FNV-1a 32 of the key modulo
+// infra.ReadModelListShards.
+func ListShard(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % infra.ReadModelListShards)
+}
+
+func listPK(coll string, shard int) string { return coll + "#" + strconv.Itoa(shard) }
+
+// newItem is the stored form of a document; listed adds the index attributes.
+func newItem(k docKey, raw json.RawMessage, rev int64, listed bool) docItem {
+	it := docItem{PK: k.coll + "#" + k.key, SK: k.coll, Doc: string(raw), Rev: rev, ExpiresAt: expiresAt(raw), Shape: docShape}
+	if listed {
+		it.ListPK, it.ListSK = listPK(k.coll, ListShard(k.key)), k.key
+	}
+	return it
 }
 
 // readState is a document as a transaction read it: absent, or present at rev.
@@ -151,8 +192,7 @@ func (t *ddbTx) condition(k docKey) (expression.Expression, bool, error) {
 }
 
 func (t *ddbTx) put(k docKey, raw json.RawMessage) (map[string]types.AttributeValue, error) {
-	item, err := attributevalue.MarshalMap(docItem{PK: k.coll, SK: k.key, Doc: string(raw),
-		Rev: rand.Int64N(math.MaxInt64-1) + 1, ExpiresAt: expiresAt(raw)})
+	item, err := attributevalue.MarshalMap(newItem(k, raw, rand.Int64N(math.MaxInt64-1)+1, !t.d.unlisted[k.coll]))
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb: encode document %s/%s: %w", k.coll, k.key, err)
 	}
@@ -313,64 +353,151 @@ func (d *Docs) Get(ctx context.Context, coll, key string, dst any) (bool, error)
 	return true, json.Unmarshal(rs.raw, dst)
 }
 
-// query pages through a collection in key order.
-func (d *Docs) query(ctx context.Context, coll string, keysOnly bool, fn func([]map[string]types.AttributeValue) error) error {
-	b := expression.NewBuilder().WithKeyCondition(expression.Key(infra.AttrPK).Equal(expression.Value(coll)))
-	if keysOnly {
-		b = b.WithProjection(expression.NamesList(expression.Name(infra.AttrPK), expression.Name(infra.AttrSK)))
+// listed is one document as the listing index returns it.
+type listed struct {
+	key  string
+	doc  json.RawMessage
+	item map[string]types.AttributeValue // the table key, for deletes
+}
+
+// shardIter reads one index partition of a collection in key order, a query page at a
+// time.
+type shardIter struct {
+	d        *Docs
+	expr     expression.Expression
+	pageSize int32
+	buf      []listed
+	start    map[string]types.AttributeValue
+	done     bool
+}
+
+func (d *Docs) newShardIter(coll, after string, shard int, pageSize int32) (*shardIter, error) {
+	kc := expression.Key(infra.AttrListPK).Equal(expression.Value(listPK(coll, shard)))
+	if after != "" {
+		kc = kc.And(expression.Key(infra.AttrListSK).GreaterThan(expression.Value(after)))
 	}
-	expr, err := b.Build()
+	expr, err := expression.NewBuilder().WithKeyCondition(kc).Build()
 	if err != nil {
-		return fmt.Errorf("dynamodb: build query: %w", err)
+		return nil, fmt.Errorf("dynamodb: build query: %w", err)
 	}
-	var start map[string]types.AttributeValue
-	for {
+	return &shardIter{d: d, expr: expr, pageSize: pageSize}, nil
+}
+
+// fill reads pages until there is something buffered or the partition is exhausted.
+func (it *shardIter) fill(ctx context.Context) error {
+	for len(it.buf) == 0 && !it.done {
 		var out *dynamodb.QueryOutput
 		err := retrying(ctx, func() (err error) {
-			out, err = d.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(d.table), ConsistentRead: aws.Bool(true),
-				KeyConditionExpression: expr.KeyCondition(), ProjectionExpression: expr.Projection(),
-				ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(), ExclusiveStartKey: start})
+			out, err = it.d.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(it.d.table),
+				IndexName: aws.String(infra.IndexByCollection), KeyConditionExpression: it.expr.KeyCondition(),
+				ExpressionAttributeNames: it.expr.Names(), ExpressionAttributeValues: it.expr.Values(),
+				ExclusiveStartKey: it.start, Limit: aws.Int32(it.pageSize)})
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		if err := fn(out.Items); err != nil {
+		for _, item := range out.Items {
+			var di docItem
+			if err := attributevalue.UnmarshalMap(item, &di); err != nil {
+				return fmt.Errorf("dynamodb: decode listed document: %w", err)
+			}
+			it.buf = append(it.buf, listed{key: di.ListSK, doc: json.RawMessage(di.Doc),
+				item: map[string]types.AttributeValue{infra.AttrPK: item[infra.AttrPK], infra.AttrSK: item[infra.AttrSK]}})
+		}
+		it.start = out.LastEvaluatedKey
+		it.done = out.LastEvaluatedKey == nil
+	}
+	return nil
+}
+
+// merge calls fn for the collection's documents after `after` in key order, merging the
+// index partitions, until fn returns false. Each partition's first page is read at once,
+// in parallel; later pages as the merge reaches them.
+func (d *Docs) merge(ctx context.Context, coll, after string, pageSize int32, fn func(listed) (bool, error)) error {
+	if err := docstore.CheckCollection(coll); err != nil {
+		return err
+	}
+	if d.unlisted[coll] {
+		return fmt.Errorf("%w: %s", docstore.ErrNotListed, coll)
+	}
+	its := make([]*shardIter, infra.ReadModelListShards)
+	errs := make([]error, len(its))
+	var wg sync.WaitGroup
+	for s := range its {
+		it, err := d.newShardIter(coll, after, s, pageSize)
+		if err != nil {
 			return err
 		}
-		if out.LastEvaluatedKey == nil {
+		its[s] = it
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[s] = it.fill(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for {
+		var min *shardIter
+		for _, it := range its {
+			if len(it.buf) > 0 && (min == nil || it.buf[0].key < min.buf[0].key) {
+				min = it
+			}
+		}
+		if min == nil {
 			return nil
 		}
-		start = out.LastEvaluatedKey
+		l := min.buf[0]
+		min.buf = min.buf[1:]
+		if more, err := fn(l); err != nil || !more {
+			return err
+		}
+		if err := min.fill(ctx); err != nil {
+			return err
+		}
 	}
 }
+
+// listPageSize is the query page of a whole-collection listing.
+const listPageSize = 200
 
 func (d *Docs) List(ctx context.Context, coll string, fn func(string, json.RawMessage) error) error {
-	if err := docstore.CheckCollection(coll); err != nil {
-		return err
-	}
-	return d.query(ctx, coll, false, func(items []map[string]types.AttributeValue) error {
-		for _, item := range items {
-			var it docItem
-			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-				return fmt.Errorf("dynamodb: decode document in %s: %w", coll, err)
-			}
-			if err := fn(it.SK, json.RawMessage(it.Doc)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return d.merge(ctx, coll, "", listPageSize, func(l listed) (bool, error) { return true, fn(l.key, l.doc) })
 }
 
-func (d *Docs) DeleteCollection(ctx context.Context, coll string) error {
-	if err := docstore.CheckCollection(coll); err != nil {
-		return err
+// ListPage asks every partition for one more document than the page holds, so it knows
+// without another round trip whether a page follows.
+func (d *Docs) ListPage(ctx context.Context, coll, after string, limit int) ([]docstore.Doc, string, error) {
+	if err := docstore.CheckPage(coll, after, limit); err != nil {
+		return nil, "", err
 	}
+	var docs []docstore.Doc
+	next := ""
+	err := d.merge(ctx, coll, after, int32(limit+1), func(l listed) (bool, error) {
+		if len(docs) == limit {
+			next = docs[limit-1].Key
+			return false, nil
+		}
+		docs = append(docs, docstore.Doc{Key: l.key, Raw: l.doc})
+		return true, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return docs, next, nil
+}
+
+// DeleteCollection deletes what the index lists: on AWS a document written a moment
+// before may not be listed yet and so survive (projection rebuilds delete before they
+// replay, when nothing writes the collection).
+func (d *Docs) DeleteCollection(ctx context.Context, coll string) error {
 	var keys []map[string]types.AttributeValue
-	err := d.query(ctx, coll, true, func(items []map[string]types.AttributeValue) error {
-		keys = append(keys, items...)
-		return nil
+	err := d.merge(ctx, coll, "", listPageSize, func(l listed) (bool, error) {
+		keys = append(keys, l.item)
+		return true, nil
 	})
 	if err != nil {
 		return err

@@ -106,8 +106,7 @@ func TestDocsExpiresAt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(models), Key: map[string]types.AttributeValue{
-				infra.AttrPK: &types.AttributeValueMemberS{Value: coll}, infra.AttrSK: &types.AttributeValueMemberS{Value: tc.name}}})
+			out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(models), Key: docKey(coll, tc.name)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,3 +134,31 @@ func (d *Docs) DeleteCollection(_ context.Context, coll string) error {
 	delete(d.data, coll)
 	return nil
 }
+
+func (d *Docs) ListPage(ctx context.Context, coll, after string, limit int) ([]docstore.Doc, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	if err := docstore.CheckPage(coll, after, limit); err != nil {
+		return nil, "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys := make([]string, 0, len(d.data[coll]))
+	for k := range d.data[coll] {
+		if k > after {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	next := ""
+	if len(keys) > limit {
+		keys = keys[:limit]
+		next = keys[limit-1]
+	}
+	docs := make([]docstore.Doc, len(keys))
+	for i, k := range keys {
+		docs[i] = docstore.Doc{Key: k, Raw: d.data[coll][k]}
+	}
+	return docs, next, nil
+}

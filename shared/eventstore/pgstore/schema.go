@@ -58,6 +58,8 @@ var migrations = []string{
 	// database written before identity held may already hold a duplicated id, and the
 	// migration must not fail on it.
 	`CREATE INDEX events_by_event_id ON events (event_id);`,
+	// Paged listing in byte order of the key, whatever the database's collation.
+	`CREATE INDEX documents_by_key_bytes ON documents (collection, key COLLATE "C");`,
 }
 
 const migrationLock = 7201550001 // advisory lock id for migrations
