@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-unit vet fmt bench fuzz FORCE
+.PHONY: run test test-unit vet fmt bench fuzz capacity FORCE
 
 ## --- core (owner: lead) ---------------------------------------------------------------
 run:
@@ -58,6 +58,11 @@ faults: emulators
 	@mkdir -p .data; set -o pipefail; $(GO) test -race -count=1 -v ./shared/faults | tee .data/faults.log | \
 		grep -E '^(--- |ok|FAIL)|VIOLATION|reproduce:|seed [0-9]+:'; rc=$$?; \
 		echo "full output: .data/faults.log"; grep -h 'FAULTS ' .data/faults.log; exit $$rc
+
+# The DynamoDB capacity model (README, "Capacity model"): rates per table and partition key
+# for the seeds' workload at 10,000 and 100,000 commands/s. No emulator needed.
+capacity:
+	$(GO) test -count=1 -run '^TestCapacityModel$$' -v ./shared/eventstore/dynamostore/ | sed -n '/Workload:/,/^--- /p' | sed 's/^        //'
 
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/

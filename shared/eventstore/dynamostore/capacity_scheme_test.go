@@ -1,18 +1,12 @@
 package dynamostore
 
 import (
-	"fmt"
-	"hash/fnv"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
-
-func fnvShard(s string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(s))
-	return int(h.Sum32() % uint32(n))
-}
 
 // modelSchemeWith is the key design with the index sharded n ways.
 func modelSchemeWith(n int) scheme {
@@ -21,12 +15,17 @@ func modelSchemeWith(n int) scheme {
 	s.eventPK = func(st eventstore.Stream) string { return st.Key() }
 	s.guardPK = guardPK
 	s.indexPKs = func(e event.Event) []string { return IndexPartitionKeys(e, n) }
-	s.docPK = func(coll, key string) string { return coll + "#" + key }
+	s.docPK = func(coll, key string) string {
+		it := docKey{coll: coll, key: key}.item()
+		return it[infra.AttrPK].(*types.AttributeValueMemberS).Value
+	}
+	// Every collection is listed but the idempotency records; the projection guards are
+	// listed too (a rebuild deletes them), their index entry written once per stream.
 	s.listPK = func(coll, key string) string {
-		if coll == "_idempotency" || len(coll) > 6 && coll[:6] == "guard:" {
+		if coll == "_idempotency" {
 			return ""
 		}
-		return fmt.Sprintf("%s#%d", coll, fnvShard(key, 16))
+		return listPK(coll, ListShard(key))
 	}
 	return s
 }

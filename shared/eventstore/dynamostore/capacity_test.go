@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/bank"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
@@ -125,7 +126,12 @@ func (c *capacityRun) appendEvent(s scheme, e event.Event, guarded, command bool
 		// The document and the projection's guard for the stream, in one transaction. A
 		// document keyed by the aggregate's own id takes that aggregate's rate.
 		c.put(write{table: s.tables.docs, pk: s.docPK(d[0], d[1]), wcu: 2, ownRate: d[1] == e.AggregateID})
-		c.put(write{table: s.tables.docs, pk: s.docPK("guard:"+d[0], eventstore.StreamOf(e).Key()), wcu: 2, ownRate: true})
+		guard := "_guard:" + d[0]
+		c.put(write{table: s.tables.docs, pk: s.docPK(guard, eventstore.StreamOf(e).Key()), wcu: 2, ownRate: true})
+		if lk := s.listPK(guard, eventstore.StreamOf(e).Key()); lk != "" && !c.listed[guard+"/"+eventstore.StreamOf(e).Key()] {
+			c.listed[guard+"/"+eventstore.StreamOf(e).Key()] = true
+			c.put(write{table: s.tables.list, pk: lk, wcu: 1})
+		}
 		// The listing index projects keys only: DynamoDB writes it when a document is
 		// created, not when its body changes.
 		if lk := s.listPK(d[0], d[1]); lk != "" && !c.listed[d[0]+"/"+d[1]] {
@@ -297,6 +303,16 @@ func TestCapacityModel(t *testing.T) {
 		if need := neededShards(run, rate); need > indexShardsFor {
 			fmt.Fprintf(&b, "At this rate set INDEX_SHARDS=%d: with %d, an index key would take more than %.0f write units/s.\n", need, indexShardsFor, partitionWCU)
 		}
+		for _, f := range fs {
+			switch {
+			case f.otherWCU <= partitionWCU || f.name == s.tables.index:
+			case f.name == s.tables.list:
+				fmt.Fprintf(&b, "At this rate raise infra.ReadModelListShards to %d: `%s` takes %.0f write units/s.\n",
+					nextPow2(float64(infra.ReadModelListShards)*f.otherWCU/(0.8*partitionWCU)), short(f.otherKey), f.otherWCU)
+			default:
+				fmt.Fprintf(&b, "At this rate `%s` (%s) takes %.0f write units/s: split that document by time or shard.\n", short(f.otherKey), f.name, f.otherWCU)
+			}
+		}
 	}
 	if keylessUnits != 1 {
 		t.Errorf("a ≤1 KB event without a key costs %.0f write units on the command path, want 1", keylessUnits)
@@ -328,3 +344,11 @@ func neededShards(run *capacityRun, rate float64) int {
 }
 
 func modelScheme() scheme { return modelSchemeWith(indexShardsFor) }
+
+func nextPow2(x float64) int {
+	n := 1
+	for float64(n) < x {
+		n *= 2
+	}
+	return n
+}
