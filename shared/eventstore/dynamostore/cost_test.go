@@ -361,4 +361,24 @@ func commandCosts(t *testing.T, c *costs, db *dynamodb.Client, events string) {
 		return err
 	})
 	r.aws = billed(res.Events, false)
+	// The same process again: it kept the state its last command left, decides on it and
+	// appends at its version; the conditional put is the only request.
+	r = c.measure("the next command on it, warm process", map[string]int{"PutItem": 1}, func() (err error) {
+		res, err = coldRepo.Execute(ctx, id, bank.Deposit(1, ""), aggregate.Options{})
+		return err
+	})
+	r.aws = billed(res.Events, false)
+	// Another process appended meanwhile: the put conflicts, the command reloads and
+	// decides again (the kept state is only ever a guess the condition checks).
+	if _, err := repo.Execute(ctx, id, bank.Deposit(1, ""), aggregate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r = c.measure("a warm process after another one appended", map[string]int{"PutItem": 2, "Query": 2}, func() (err error) {
+		res, err = coldRepo.Execute(ctx, id, bank.Deposit(1, ""), aggregate.Options{})
+		return err
+	})
+	r.aws = billed(res.Events, false)
+	if l, err := coldRepo.Load(ctx, id); err != nil || l.State.Balance != 1054 {
+		t.Fatalf("balance %s (%v), want 1054: no deposit lost or doubled", l.State.Balance, err)
+	}
 }
