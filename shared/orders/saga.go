@@ -80,9 +80,14 @@ func (s Saga) log(ctx context.Context, orderID string) (Fulfilment, error) {
 	return l.State, err
 }
 
-// record appends a step to the log (once: its id derives from the cause and the step).
+// record appends a step to the log once: Record is a no-op for a step the log has, and
+// the repository only takes a no-op as final on the store's state. So the entry needs no
+// seeded id, and on DynamoDB it is a plain conditional put rather than a guarded
+// transaction.
 func (s Saga) record(ctx context.Context, cause event.Event, st StepRecorded) error {
-	_, err := s.Fulfilment.Execute(ctx, cause.AggregateID, Record(st), opts(cause, "log/"+st.Step+"/"+st.ProductID))
+	o := opts(cause, "")
+	o.IdempotencySeed = ""
+	_, err := s.Fulfilment.Execute(ctx, cause.AggregateID, Record(st), o)
 	return err
 }
 
