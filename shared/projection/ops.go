@@ -194,6 +194,33 @@ func (en *Engine) Rebuild(ctx context.Context, name string) error {
 	return en.setStatus(ctx, name, func(s *statusDoc) { s.Rebuilding = false; s.RebuiltAt = time.Now().UTC() })
 }
 
+// ResumeRebuilds finishes the rebuilds a crash (or a failure) left with their status
+// still rebuilding and that this process is not running: the collections are cleared and
+// replayed again, so the half-built read model they left ends equal to a replay. A
+// process calls it when it starts delivering (the runner's first step).
+func (en *Engine) ResumeRebuilds(ctx context.Context) error {
+	for _, p := range en.projections {
+		var s statusDoc
+		ok, err := en.Docs.Get(ctx, statusCollection, p.Name(), &s)
+		if err != nil {
+			return err
+		}
+		if !ok || !s.Rebuilding {
+			continue
+		}
+		lock := en.locks[p.Name()]
+		if !lock.TryLock() {
+			continue // running in this process
+		}
+		lock.Unlock()
+		en.Logger.Warn("finishing a rebuild that was cut short", "projection", p.Name())
+		if err := en.Rebuild(ctx, p.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sweep catches up every stream of the projection's aggregate types that has events
 // since the given time.
 func (en *Engine) sweep(ctx context.Context, p Projection, since time.Time) error {

@@ -20,6 +20,8 @@ type Runner struct {
 
 	wake chan struct{}
 	once sync.Once
+	// resumed: this runner has finished any rebuild that a crash cut short.
+	resumed bool
 }
 
 // NewRunner returns a runner polling every 200 ms unless woken.
@@ -59,8 +61,16 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// Step reads one batch for every projection; it reports whether any made progress.
+// Step reads one batch for every projection; it reports whether any made progress. A
+// runner's first step finishes any rebuild a crash cut short (its status still says
+// rebuilding): the read models it left half built are cleared and replayed again.
 func (r *Runner) Step(ctx context.Context) (bool, error) {
+	if !r.resumed {
+		if err := r.Engine.ResumeRebuilds(ctx); err != nil {
+			return false, err
+		}
+		r.resumed = true
+	}
 	progressed := false
 	for _, p := range r.Engine.projections {
 		moved, err := r.stepOne(ctx, p)
