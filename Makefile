@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-unit vet fmt bench fuzz capacity FORCE
+.PHONY: run test test-unit test-all vet fmt bench fuzz capacity FORCE
 
 ## --- core (owner: lead) ---------------------------------------------------------------
 run:
@@ -13,14 +13,21 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
-# -timeout: the fault harness alone runs for minutes on a loaded 2-core machine.
+# The quick loop: packages whose tests start no emulator (none imports shared/emulator).
+UNIT_PKGS = $(shell $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | \
+	awk '!/shared\/emulator/ {print $$1}')
 test-unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Every Go test, emulator suites and the fault harness included. -timeout: the harness
+# alone runs for minutes on a loaded 2-core machine.
+test-all:
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 # Every test, emulators included: installs what is missing, then runs the whole suite
 # with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL
 # themselves (shared/emulator) and fail, never skip, when one cannot start.
-test: vet emulators strace test-unit fuzz
+test: vet emulators strace test-all fuzz
 
 # Every Go fuzz target (func FuzzXxx in a _test.go under shared, functions, infra), found
 # anew on each run, fuzzed briefly one at a time: FUZZTIME each (under 2 minutes in all
@@ -49,7 +56,7 @@ fuzz:
 
 ## --- fault injection (owner: harness helper) -----------------------------------------------
 # Seeded fault schedules on every backend, then the invariant checker (shared/faults).
-# `make test` runs them too, inside test-unit (./... includes shared/faults); this target
+# `make test` runs them too, inside test-all (./... includes shared/faults); this target
 # runs them alone, verbosely, and prints one summary line per backend. Reproduce one
 # schedule with FAULT_SEED=N (printed with every violation); FAULT_SCHEDULES=N changes
 # how many schedules each backend runs.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -51,9 +52,16 @@ func run(log *slog.Logger) error {
 		addr = "127.0.0.1:8080"
 	}
 	srv := api.NewHTTPServer(addr, sys.Handler, srvCfg)
+	// Bound before "listening" is logged, so a port in use is the only thing reported.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		stopLoops()
+		<-loopsDone
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("listening", "addr", addr, "eventStore", cfg.EventStore)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "eventStore", cfg.EventStore)
 
 	select {
 	case err := <-errc:
