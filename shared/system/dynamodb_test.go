@@ -84,14 +84,14 @@ func TestPoisonEventRedriveOnDynamoDB(t *testing.T) {
 	}
 	c.Must(200, "POST", "/accounts/"+good+"/deposit", map[string]any{"amount": 2}) // keeps flowing
 
-	c.Eventually(30*time.Second, func() string {
+	c.Eventually(60*time.Second, func() string {
 		if g := c.Do("GET", "/accounts/"+good, nil); g.Num("balance") != "3" {
 			return "other aggregate not projected: " + string(g.Raw)
 		}
 		return ""
 	})
 	var msgs []events.SQSMessage
-	c.Eventually(30*time.Second, func() string {
+	c.Eventually(60*time.Second, func() string {
 		out, err := sys.AWS.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(sys.AWS.QueueURL),
 			MaxNumberOfMessages: 10, VisibilityTimeout: 0})
 		if err != nil {
@@ -242,7 +242,7 @@ func TestHTTPRedriveEmptiesTheQueueOnDynamoDB(t *testing.T) {
 		}
 		return sum, detail
 	}
-	c.Eventually(30*time.Second, func() string {
+	c.Eventually(60*time.Second, func() string {
 		dl := c.Must(200, "GET", "/dead-letters", nil)
 		for _, id := range ids {
 			if !strings.Contains(string(dl.Raw), id) {

@@ -41,22 +41,27 @@ func checkUpcasting(t *testing.T, sys *system.System) {
 		t.Fatalf("as-of: %s", g.Raw)
 	}
 	for _, path := range []string{"/orders/" + id + "/events", "/events?eventType=OrderPlaced&correlationId=" + corr} {
-		r := c.Must(200, "GET", path, nil)
-		var page struct {
-			Events []struct {
-				SchemaVersion int `json:"schemaVersion"`
-				Payload       struct {
-					TotalAmount json.Number `json:"totalAmount"`
-				} `json:"payload"`
-			} `json:"events"`
-		}
-		// The saga may already have cancelled the order (v2): only the placed event is checked.
-		if err := json.Unmarshal(r.Raw, &page); err != nil || len(page.Events) < 1 ||
-			page.Events[0].SchemaVersion != 2 || page.Events[0].Payload.TotalAmount.String() != total {
-			t.Fatalf("%s: %s", path, r.Raw)
-		}
+		// GET /events on DynamoDB reads the index the stream fills: asked again until it
+		// caught up.
+		c.Eventually(60*time.Second, func() string {
+			r := c.Must(200, "GET", path, nil)
+			var page struct {
+				Events []struct {
+					SchemaVersion int `json:"schemaVersion"`
+					Payload       struct {
+						TotalAmount json.Number `json:"totalAmount"`
+					} `json:"payload"`
+				} `json:"events"`
+			}
+			// The saga may already have cancelled the order (v2): only the placed event is checked.
+			if err := json.Unmarshal(r.Raw, &page); err != nil || len(page.Events) < 1 ||
+				page.Events[0].SchemaVersion != 2 || page.Events[0].Payload.TotalAmount.String() != total {
+				return path + ": " + string(r.Raw)
+			}
+			return ""
+		})
 	}
-	c.Eventually(10*time.Second, func() string {
+	c.Eventually(60*time.Second, func() string {
 		if g := c.Do("GET", "/customers/"+cust+"/orders", nil); !strings.Contains(string(g.Raw), `"totalAmount":`+total) {
 			return "customer projection: " + string(g.Raw)
 		}

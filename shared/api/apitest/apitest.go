@@ -169,7 +169,7 @@ func (c *Client) Events(path string) []map[string]any {
 	return body.Events
 }
 
-const settle = 10 * time.Second
+const settle = 60 * time.Second // polled: returns as soon as the read model or the index caught up
 
 func testBankFlow(t *testing.T, c *Client) {
 	id := ID("acc")
