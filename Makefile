@@ -22,7 +22,8 @@ test-unit:
 # Every Go test, emulator suites and the fault harness included. -timeout: the harness
 # alone runs for minutes on a loaded 2-core machine.
 test-all:
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v '/shared/faults$$')
+	$(MAKE) --no-print-directory faults
 
 # Every test, emulators included: installs what is missing, then runs the whole suite
 # with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL
