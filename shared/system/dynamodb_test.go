@@ -57,7 +57,7 @@ func dynamoSystem(t *testing.T) *system.System {
 
 func TestAPIOnDynamoDB(t *testing.T) {
 	sys := dynamoSystem(t)
-	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler })
+	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 }
 
 // A poison event in one aggregate lands in the SQS dead-letter queue with its error while
