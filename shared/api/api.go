@@ -1,6 +1,6 @@
-// Package api is the public HTTP contract of shared/design.md as one net/http handler. The
-// local server serves it directly; functions/api serves it to API Gateway (HTTP API,
-// payload v2) through an adapter, so both run the same code.
+// Package api is the public HTTP contract (openapi.yaml at the repository root) as one
+// net/http handler. The local server serves it directly; functions/api serves it to API
+// Gateway (HTTP API, payload v2) through an adapter, so both run the same code.
 package api
 
 import (

@@ -1,7 +1,8 @@
-// Package apitest is the end-to-end HTTP suite of the public contract (shared/design.md).
+// Package apitest is the end-to-end HTTP suite of the public contract (openapi.yaml); run
+// with Validate, it checks every request and response against that document too.
 // Every backend runs it against a fully assembled system:
 //
-//	apitest.Run(t, func(t *testing.T) http.Handler { return sys.Handler })
+//	apitest.Run(t, func(t *testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 //
 // Ids are unique per test, so one system may serve every test. Read models are polled
 // (projections are eventually consistent), never waited for with a fixed sleep.
