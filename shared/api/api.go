@@ -1,6 +1,6 @@
-// Package api is the public HTTP contract of shared/design.md as one net/http handler. The
-// local server serves it directly; functions/api serves it to API Gateway (HTTP API,
-// payload v2) through an adapter, so both run the same code.
+// Package api is the public HTTP contract (openapi.yaml at the repository root) as one
+// net/http handler. The local server serves it directly; functions/api serves it to API
+// Gateway (HTTP API, payload v2) through an adapter, so both run the same code.
 package api
 
 import (
@@ -45,8 +45,9 @@ type Module interface {
 // Server is the handler. Create it with New.
 type Server struct {
 	Deps
-	mux     *http.ServeMux
-	handler http.Handler
+	mux      *http.ServeMux
+	handler  http.Handler
+	patterns []string
 }
 
 // MaxBodyBytes bounds request bodies (413 beyond).
@@ -85,12 +86,18 @@ type HandlerFunc func(http.ResponseWriter, *http.Request) error
 
 // Handle registers a route (Go 1.22 pattern syntax, e.g. "POST /accounts/{id}/open").
 func (s *Server) Handle(pattern string, h HandlerFunc) {
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
 }
+
+// Patterns returns every pattern registered with Handle, in registration order, the
+// catch-all "/" (404 not_found) included: the served routes, as the contract test
+// compares them with openapi.yaml.
+func (s *Server) Patterns() []string { return append([]string(nil), s.patterns...) }
 
 // HeaderActor takes the actor from X-Actor, "anonymous" without one: for the local
 // server only, which has no authorizer. One the store cannot keep as given (too long, not

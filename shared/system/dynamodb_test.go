@@ -57,7 +57,7 @@ func dynamoSystem(t *testing.T) *system.System {
 
 func TestAPIOnDynamoDB(t *testing.T) {
 	sys := dynamoSystem(t)
-	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler })
+	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 }
 
 // A poison event in one aggregate lands in the SQS dead-letter queue with its error while
@@ -68,7 +68,7 @@ func TestPoisonEventRedriveOnDynamoDB(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("DLQ_POLLER", "off") // this test plays the redrive's mapping itself
 	sys := dynamoSystem(t)
-	c := &apitest.Client{T: t, H: sys.Handler}
+	c := &apitest.Client{T: t, H: sys.Handler, OpenAPI: apitest.Contract(t)}
 	bad, good := apitest.ID("bad"), apitest.ID("good")
 	c.Must(201, "POST", "/accounts/"+bad+"/open", map[string]any{"initialDeposit": 100})
 	c.Must(201, "POST", "/accounts/"+good+"/open", map[string]any{"initialDeposit": 1})
@@ -151,7 +151,7 @@ func TestPoisonEventRedriveOnDynamoDB(t *testing.T) {
 func TestCorruptEventOnDynamoDB(t *testing.T) {
 	ctx := context.Background()
 	sys := dynamoSystem(t)
-	c := &apitest.Client{T: t, H: sys.Handler}
+	c := &apitest.Client{T: t, H: sys.Handler, OpenAPI: apitest.Contract(t)}
 	bad := apitest.ID("corrupt")
 	// Written past this process's repositories, so no warm state of it is kept: the
 	// commands below read the store. (A process that kept the state of v2 from before the
@@ -212,7 +212,7 @@ func TestHTTPRedriveEmptiesTheQueueOnDynamoDB(t *testing.T) {
 	if !sys.Config.QueuePoller {
 		t.Fatalf("config %+v: the dead-letter queue consumers should run with the emulators", sys.Config)
 	}
-	c := &apitest.Client{T: t, H: sys.Handler}
+	c := &apitest.Client{T: t, H: sys.Handler, OpenAPI: apitest.Contract(t)}
 	ids := []string{apitest.ID("http-a"), apitest.ID("http-b")}
 	for _, id := range ids {
 		c.Must(201, "POST", "/accounts/"+id+"/open", map[string]any{"initialDeposit": 100})

@@ -11,5 +11,5 @@ import (
 
 func TestAPIOnPostgres(t *testing.T) {
 	sys := start(t, system.Config{EventStore: "postgres", DatabaseURL: emulator.Postgres(t), SnapshotEvery: 3})
-	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler })
+	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 }

@@ -33,12 +33,12 @@ func start(t *testing.T, c system.Config) *system.System {
 
 func TestAPIOnMemory(t *testing.T) {
 	sys := start(t, system.Config{EventStore: "memory", SnapshotEvery: 3})
-	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler })
+	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 }
 
 func TestAPIOnEmbedded(t *testing.T) {
 	sys := start(t, system.Config{EventStore: "embedded", DataDir: t.TempDir(), SnapshotEvery: 3})
-	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler })
+	apitest.Run(t, func(*testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 }
 
 // State survives a restart: the second system over the same directory answers the same,

@@ -31,7 +31,7 @@ func checkUpcasting(t *testing.T, sys *system.System) {
 	if raw[0].SchemaVersion != 1 {
 		t.Fatalf("the stored event must stay at schema 1: %+v", raw[0])
 	}
-	c := &apitest.Client{T: t, H: sys.Handler}
+	c := &apitest.Client{T: t, H: sys.Handler, OpenAPI: apitest.Contract(t)}
 	const total = "60.28" // 2 × 29.99 + 3 × 0.1, exactly
 	if g := c.Must(200, "GET", "/orders/"+id+"?consistent=true", nil); g.Num("totalAmount") != total {
 		t.Fatalf("aggregate: %s", g.Raw)

@@ -1,7 +1,8 @@
-// Package apitest is the end-to-end HTTP suite of the public contract (shared/design.md).
+// Package apitest is the end-to-end HTTP suite of the public contract (openapi.yaml); run
+// with Validate, it checks every request and response against that document too.
 // Every backend runs it against a fully assembled system:
 //
-//	apitest.Run(t, func(t *testing.T) http.Handler { return sys.Handler })
+//	apitest.Run(t, func(t *testing.T) http.Handler { return sys.Handler }, apitest.Validate(apitest.Contract(t)))
 //
 // Ids are unique per test, so one system may serve every test. Read models are polled
 // (projections are eventually consistent), never waited for with a fixed sleep.
@@ -36,10 +37,23 @@ var extra []Suite
 // Register adds a suite to Run.
 func Register(s Suite) { extra = append(extra, s) }
 
+// Option configures Run.
+type Option func(*Client)
+
+// Validate checks every request and response of the suite against the document.
+func Validate(o *OpenAPI) Option { return func(c *Client) { c.OpenAPI = o } }
+
 // Run runs the whole suite.
-func Run(t *testing.T, target Target) {
+func Run(t *testing.T, target Target, opts ...Option) {
+	client := func(t *testing.T) *Client {
+		c := &Client{T: t, H: target(t)}
+		for _, o := range opts {
+			o(c)
+		}
+		return c
+	}
 	for _, s := range extra {
-		t.Run(s.Name, func(t *testing.T) { s.Fn(t, &Client{T: t, H: target(t)}) })
+		t.Run(s.Name, func(t *testing.T) { s.Fn(t, client(t)) })
 	}
 	tests := []struct {
 		name string
@@ -60,7 +74,7 @@ func Run(t *testing.T, target Target) {
 		{"UnversionedCommandsRetriedWithKey", testKeyedRetries},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &Client{T: t, H: target(t)}) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, client(t)) })
 	}
 }
 
@@ -75,7 +89,13 @@ func ID(prefix string) string {
 type Client struct {
 	T *testing.T
 	H http.Handler
+	// OpenAPI, when set, validates every exchange against the contract; a mismatch fails
+	// the test with the route and the schema error.
+	OpenAPI *OpenAPI
 }
+
+// With returns a client for a subtest, validating as c does.
+func (c *Client) With(t *testing.T) *Client { return &Client{T: t, H: c.H, OpenAPI: c.OpenAPI} }
 
 // Response is a decoded response.
 type Response struct {
@@ -88,24 +108,35 @@ type Response struct {
 // Do sends a request; body may be nil, a string (sent as is) or a value (JSON-encoded).
 func (c *Client) Do(method, path string, body any, headers ...string) Response {
 	c.T.Helper()
-	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		raw = []byte(b)
 	case []byte:
-		rd = bytes.NewReader(b)
+		raw = b
 	default:
-		raw, _ := json.Marshal(b)
+		raw, _ = json.Marshal(b)
+	}
+	var rd io.Reader
+	if body != nil {
 		rd = bytes.NewReader(raw)
 	}
 	req := httptest.NewRequest(method, path, rd)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	// The request as sent: the handler consumes the body and may see a changed request.
+	sent := req.Clone(req.Context())
 	rec := httptest.NewRecorder()
 	c.H.ServeHTTP(rec, req)
 	res := Response{Status: rec.Code, Header: rec.Header(), Raw: rec.Body.Bytes()}
+	if c.OpenAPI != nil {
+		if err := c.OpenAPI.Check(sent, raw, res.Status, res.Header, res.Raw); err != nil {
+			// Errorf, not Fatalf: Do runs on the suites' goroutines too.
+			c.T.Errorf("%s %s does not keep to openapi.yaml: %v", method, path, err)
+		}
+	}
 	if len(res.Raw) > 0 {
 		_ = json.Unmarshal(res.Raw, &res.Body)
 	}

@@ -28,7 +28,7 @@ func testContextContract(t *testing.T, c *Client) {
 		{"ArbitraryJSONValues", ctxcValues},
 		{"Errors", ctxcErrors},
 	} {
-		t.Run(st.name, func(t *testing.T) { st.fn(t, &Client{T: t, H: c.H}) })
+		t.Run(st.name, func(t *testing.T) { st.fn(t, c.With(t)) })
 	}
 }
 

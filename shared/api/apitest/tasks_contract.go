@@ -26,7 +26,7 @@ func testTasksContract(t *testing.T, c *Client) {
 		{"IdempotentCommand", tskcIdempotency},
 		{"AnalyticsAsOfEqualsTaskReplay", tskcAnalytics},
 	} {
-		t.Run(st.name, func(t *testing.T) { st.fn(t, &Client{T: t, H: c.H}) })
+		t.Run(st.name, func(t *testing.T) { st.fn(t, c.With(t)) })
 	}
 }
 
