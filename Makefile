@@ -63,7 +63,7 @@ fuzz:
 # how many schedules each backend runs.
 .PHONY: faults
 faults: emulators
-	@mkdir -p .data; set -o pipefail; $(GO) test -race -count=1 -v ./shared/faults | tee .data/faults.log | \
+	@mkdir -p .data; set -o pipefail; $(GO) test -race -count=1 -timeout 40m -v ./shared/faults | tee .data/faults.log | \
 		grep -E '^(--- |ok|FAIL)|VIOLATION|reproduce:|seed [0-9]+:'; rc=$$?; \
 		echo "full output: .data/faults.log"; grep -h 'FAULTS ' .data/faults.log; exit $$rc
 
