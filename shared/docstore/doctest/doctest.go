@@ -517,7 +517,10 @@ func testListPageConcurrentWrites(t *testing.T, s docstore.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
+			// Bounded: unbounded writers grow the collection faster than a reader paging
+			// three at a time can reach its end on a loaded machine (the listing would
+			// never finish).
+			for i := 0; i < 300; i++ {
 				select {
 				case <-stop:
 					return
