@@ -162,6 +162,8 @@ func IndexItemsSize(e event.Event, shards int) []int {
 	return out
 }
 
+// itemSize is an item's billable size: attribute names plus values (a number's value
+// counted as DynamoDB does, about one byte per two digits).
 func itemSize(item map[string]types.AttributeValue) int {
 	n := 0
 	for k, v := range item {

@@ -198,15 +198,5 @@ func ItemSize(e event.Event) int {
 	if err != nil {
 		return 0
 	}
-	n := 0
-	for k, v := range item {
-		n += len(k)
-		switch a := v.(type) {
-		case *types.AttributeValueMemberS:
-			n += len(a.Value)
-		case *types.AttributeValueMemberN:
-			n += len(a.Value)/2 + 1
-		}
-	}
-	return n
+	return itemSize(item)
 }
