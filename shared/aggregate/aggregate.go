@@ -145,25 +145,25 @@ func (r *Repository[S]) stream(id string) eventstore.Stream {
 
 // Load returns the aggregate's current state.
 func (r *Repository[S]) Load(ctx context.Context, id string) (Loaded[S], error) {
-	l, _, err := r.load(ctx, id, eventstore.Range{})
+	l, err := r.load(ctx, id, eventstore.Range{})
 	return l, err
 }
 
 // LoadAsOf returns the state as of an instant: the newest snapshot at or before it plus
 // the events up to it, so a historical read does not replay the whole stream.
 func (r *Repository[S]) LoadAsOf(ctx context.Context, id string, at time.Time) (Loaded[S], error) {
-	l, _, err := r.load(ctx, id, eventstore.Range{Until: at})
+	l, err := r.load(ctx, id, eventstore.Range{Until: at})
 	return l, err
 }
 
 // LoadVersion returns the state at a version.
 func (r *Repository[S]) LoadVersion(ctx context.Context, id string, v int64) (Loaded[S], error) {
-	l, _, err := r.load(ctx, id, eventstore.Range{To: v})
+	l, err := r.load(ctx, id, eventstore.Range{To: v})
 	return l, err
 }
 
-// load also returns the events applied on top of the snapshot (the retry check uses them).
-func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range) (Loaded[S], []event.Event, error) {
+// load returns the state within rg: the newest usable snapshot in it plus the events after.
+func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range) (Loaded[S], error) {
 	st := r.stream(id)
 	l := Loaded[S]{ID: id, State: r.def.New(id)}
 	var events []event.Event
@@ -173,7 +173,7 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 	if r.def.SnapshotVersion > 0 {
 		snap, events, err = r.store.LoadFromSnapshot(ctx, st, rg)
 		if err != nil {
-			return l, nil, fmt.Errorf("load %s: %w", st, err)
+			return l, fmt.Errorf("load %s: %w", st, err)
 		}
 		if snap != nil && snap.StateVersion == r.def.SnapshotVersion {
 			if err := unmarshalSnapshot(snap.State, &env, &l.State); err != nil {
@@ -188,7 +188,7 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 		l.State = r.def.New(id)
 		events, err = r.store.Load(ctx, st, rg)
 		if err != nil {
-			return l, nil, fmt.Errorf("load %s: %w", st, err)
+			return l, fmt.Errorf("load %s: %w", st, err)
 		}
 	} else {
 		l.Version = snap.Version
@@ -196,9 +196,9 @@ func (r *Repository[S]) load(ctx context.Context, id string, rg eventstore.Range
 			AggregateType: r.def.Type, AggregateID: id}
 	}
 	if err := r.applyAll(&l, events); err != nil {
-		return l, nil, err
+		return l, err
 	}
-	return l, events, nil
+	return l, nil
 }
 
 // applyAll applies events on top of l. An event this code cannot read stops the load: a

@@ -52,9 +52,14 @@ func (Saga) Collections() []string { return nil }
 // Apply is unused: the engine calls React outside any document-store transaction.
 func (Saga) Apply(context.Context, docstore.Tx, event.Event) error { return nil }
 
+// caused is the metadata of everything the saga does for cause.
+func caused(cause event.Event) event.Metadata {
+	return event.Metadata{Actor: Actor, Source: "saga", CorrelationID: cause.Metadata.CorrelationID, CausationID: cause.EventID}
+}
+
+// opts are a step's options: its event ids derive from the cause and the step.
 func opts(cause event.Event, step string) aggregate.Options {
-	return aggregate.Options{IdempotencySeed: cause.EventID + "/" + step, Metadata: event.Metadata{
-		Actor: Actor, Source: "saga", CorrelationID: cause.Metadata.CorrelationID, CausationID: cause.EventID}}
+	return aggregate.Options{IdempotencySeed: cause.EventID + "/" + step, Metadata: caused(cause)}
 }
 
 // declined reports a payment failure that cancels the order (not a transient error).
@@ -85,9 +90,7 @@ func (s Saga) log(ctx context.Context, orderID string) (Fulfilment, error) {
 // seeded id, and on DynamoDB it is a plain conditional put rather than a guarded
 // transaction.
 func (s Saga) record(ctx context.Context, cause event.Event, st StepRecorded) error {
-	o := opts(cause, "")
-	o.IdempotencySeed = ""
-	_, err := s.Fulfilment.Execute(ctx, cause.AggregateID, Record(st), o)
+	_, err := s.Fulfilment.Execute(ctx, cause.AggregateID, Record(st), aggregate.Options{Metadata: caused(cause)})
 	return err
 }
 

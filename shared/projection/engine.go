@@ -31,6 +31,9 @@ type Engine struct {
 	byName      map[string]Projection
 	// locks pause live delivery to a projection while it is rebuilt in this process.
 	locks map[string]*sync.RWMutex
+	// rebuilding: the projections this process is rebuilding now (ResumeRebuilds leaves
+	// them alone; a status saying rebuilding without an entry here was cut short).
+	rebuilding sync.Map
 }
 
 // NewEngine returns an engine for the given projections.

@@ -173,6 +173,8 @@ func (en *Engine) Rebuild(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	en.rebuilding.Store(name, true)
+	defer en.rebuilding.Delete(name)
 	lock := en.locks[name]
 	lock.Lock()
 	defer lock.Unlock()
@@ -208,11 +210,9 @@ func (en *Engine) ResumeRebuilds(ctx context.Context) error {
 		if !ok || !s.Rebuilding {
 			continue
 		}
-		lock := en.locks[p.Name()]
-		if !lock.TryLock() {
-			continue // running in this process
+		if _, running := en.rebuilding.Load(p.Name()); running {
+			continue
 		}
-		lock.Unlock()
 		en.Logger.Warn("finishing a rebuild that was cut short", "projection", p.Name())
 		if err := en.Rebuild(ctx, p.Name()); err != nil {
 			return err
