@@ -20,11 +20,10 @@ func main() {
 		log.Error("configuration", "err", err)
 		os.Exit(1)
 	}
-	sys, err := system.Open(context.Background(), cfg, log)
+	sys, err := system.Open(context.Background(), cfg, log, system.WithActor(api.JWTActor))
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)
 	}
-	sys.SetActor(api.JWTActor)
 	lambda.Start(api.GatewayHandler(sys.Handler))
 }

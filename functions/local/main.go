@@ -16,8 +16,8 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/api"
 	"github.com/ecmstore/ecmstore/shared/system"
-	_ "github.com/ecmstore/ecmstore/shared/system/embedded"
-	_ "github.com/ecmstore/ecmstore/shared/system/postgres"
+	"github.com/ecmstore/ecmstore/shared/system/embedded"
+	"github.com/ecmstore/ecmstore/shared/system/postgres"
 )
 
 func main() {
@@ -39,7 +39,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sys, err := system.Open(ctx, cfg, log)
+	sys, err := system.Open(ctx, cfg, log, embedded.Backend(), postgres.Backend())
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ecmstore/ecmstore/shared/aggregate"
-	"github.com/ecmstore/ecmstore/shared/bank"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/metrics"
@@ -19,27 +17,21 @@ import (
 
 // Deps is everything the handler needs; main wires it.
 type Deps struct {
-	Store    eventstore.Backend // with upcasters applied
-	Feed     eventstore.Feed    // nil where the backend has no global order
-	Docs     docstore.Store
-	Engine   *projection.Engine
-	Accounts *aggregate.Repository[bank.Account]
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
+	Store   eventstore.Backend // with upcasters applied
+	Feed    eventstore.Feed    // nil where the backend has no global order
+	Docs    docstore.Store
+	Engine  *projection.Engine
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 	// Actor returns the authenticated principal of a request. The local server (no
 	// authorizer) reads X-Actor; the Lambda reads the JWT subject from API Gateway.
 	Actor func(*http.Request) string
 	// AfterAppend is called after every successful command (wakes in-process projections).
 	AfterAppend func()
-	// Modules add routes for further domains.
+	// Modules add the domains' routes, in this order, after the operational ones.
 	Modules []Module
 	// Now is the clock (tests).
 	Now func() time.Time
-}
-
-// Module registers a domain's routes.
-type Module interface {
-	Routes(s *Server)
 }
 
 // Server is the handler. Create it with New.
@@ -70,7 +62,9 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, mux: http.NewServeMux()}
 	s.routes()
 	for _, m := range d.Modules {
-		m.Routes(s)
+		if m.Routes != nil {
+			m.Routes(s)
+		}
 	}
 	s.Handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return errNotFound("no route for %s %s", r.Method, r.URL.Path)
@@ -118,9 +112,6 @@ func (s *Server) routes() {
 	s.Handle("GET /dead-letters", s.deadLetters)
 	s.Handle("POST /dead-letters/redrive", s.redrive)
 	s.Handle("GET /metrics", s.metrics)
-	if s.Accounts != nil {
-		s.accountRoutes()
-	}
 }
 
 type ctxKey int

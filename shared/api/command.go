@@ -1,6 +1,9 @@
 package api
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -63,13 +66,22 @@ func ReadModelOrReplay[S any](w http.ResponseWriter, r *http.Request, docs docst
 		return err
 	}
 	if at.IsZero() && r.URL.Query().Get("consistent") != "true" {
-		var st S
-		ok, err := docs.Get(r.Context(), coll, id, &st)
+		var raw json.RawMessage
+		ok, err := docs.Get(r.Context(), coll, id, &raw)
 		if err != nil {
 			return err
 		}
 		if ok {
-			WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), "")
+			// A read model that keeps the last event applied (lastEventId beside the
+			// state) answers x-ecm-event-id as a replay would.
+			var st S
+			var last struct {
+				LastEventID string `json:"lastEventId"`
+			}
+			if err := errors.Join(json.Unmarshal(raw, &st), json.Unmarshal(raw, &last)); err != nil {
+				return fmt.Errorf("read model %s/%s: %w", coll, id, err)
+			}
+			WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), last.LastEventID)
 			return nil
 		}
 	}

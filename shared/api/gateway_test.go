@@ -33,8 +33,7 @@ func normalise(s string) string {
 // real event shapes and compares the responses with golden files. The JWT subject is the
 // actor; a client's X-Actor header is ignored behind the authorizer.
 func TestGatewayGolden(t *testing.T) {
-	sys := system.Assemble(system.Config{EventStore: "memory"}, mustMemory(t), nil)
-	sys.SetActor(api.JWTActor)
+	sys := system.Assemble(system.Config{EventStore: "memory"}, mustMemory(t), nil, system.WithActor(api.JWTActor))
 	h := api.GatewayHandler(sys.Handler)
 	for _, name := range []string{"apigw-open", "apigw-bad"} {
 		t.Run(name, func(t *testing.T) {

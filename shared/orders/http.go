@@ -3,12 +3,27 @@ package orders
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ecmstore/ecmstore/shared/bank"
+	"github.com/ecmstore/ecmstore/shared/projection"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/api"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 )
+
+// Module is orders, products and their fulfilment as the product runs them: their
+// events, read models, the fulfilment saga (which takes payment through accounts, the
+// bank's repository) and the /orders, /products and /customers routes.
+func Module(env api.Env, accounts *aggregate.Repository[bank.Account]) api.Module {
+	ord := aggregate.NewRepository(env.Store, Definition, env.Aggregate)
+	prod := aggregate.NewRepository(env.Store, ProductDefinition, env.Aggregate)
+	steps := aggregate.NewRepository(env.Store, FulfilmentDefinition, env.Aggregate)
+	saga := Saga{Orders: ord, Products: prod, Accounts: accounts, Fulfilment: steps}
+	return api.Module{Name: "orders", Events: Register,
+		Projections: []projection.Projection{OrderProjection{}, ProductProjection{}, CustomerProjection{}, saga},
+		Routes:      HTTP{Orders: ord, Products: prod, Docs: env.Docs}.Routes}
+}
 
 // HTTP serves /orders, /products and /customers/{id}/orders.
 type HTTP struct {

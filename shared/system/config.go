@@ -159,11 +159,11 @@ func env(k, def string) string {
 
 // MustOpen reads the configuration from the environment and opens the system, or logs
 // why not and exits: what every Lambda main does at cold start.
-func MustOpen(log *slog.Logger) *System {
+func MustOpen(log *slog.Logger, opts ...Option) *System {
 	cfg, err := FromEnv()
 	if err == nil {
 		var sys *System
-		if sys, err = Open(context.Background(), cfg, log); err == nil {
+		if sys, err = Open(context.Background(), cfg, log, opts...); err == nil {
 			return sys
 		}
 	}

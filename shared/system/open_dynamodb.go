@@ -32,8 +32,7 @@ type AWSClients struct {
 	Indexer *dynamostore.Indexer
 }
 
-func init() { openers["dynamodb"] = openDynamoDB }
-
+// openDynamoDB is the built-in "dynamodb" backend.
 func openDynamoDB(ctx context.Context, c Config, log *slog.Logger) (Backend, error) {
 	// The standard chain: region, credentials and the AWS_ENDPOINT_URL_* overrides the
 	// SDK reads itself.

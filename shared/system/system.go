@@ -10,7 +10,6 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/api"
-	"github.com/ecmstore/ecmstore/shared/bank"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
@@ -31,16 +30,13 @@ type System struct {
 	Engine   *projection.Engine
 	Runner   *projection.Runner // nil on DynamoDB (the stream feeds the projector)
 	Metrics  *metrics.Metrics
-	Accounts *aggregate.Repository[bank.Account]
-	Handler  *api.Server
+	// Modules are the domains assembled, in the order of their projections and routes.
+	Modules []api.Module
+	Handler *api.Server
 	// AWS holds the clients on the DynamoDB backend (nil elsewhere).
 	AWS *AWSClients
 	// AggregateConfig is what every repository is built with (snapshots, retries).
 	AggregateConfig aggregate.Config
-
-	// Filled by domains(): the projections and HTTP modules of the seeds' other systems.
-	extraProjections []projection.Projection
-	extraModules     []api.Module
 
 	wake func()
 	// Background loops Start runs (the feed runner, the stream poller…).
@@ -68,25 +64,62 @@ type Backend struct {
 // Opener opens a backend by name.
 type Opener func(ctx context.Context, c Config, log *slog.Logger) (Backend, error)
 
-// RegisterBackend makes a backend available to Open. Memory and DynamoDB are built in;
-// the embedded and PostgreSQL backends register from their own packages
-// (shared/system/embedded, shared/system/postgres) so that binaries that do not use them
-// (the Lambdas) do not link them.
-func RegisterBackend(name string, open Opener) { openers[name] = open }
+// Option changes what Open and Assemble build. Without options they build the standard
+// product: the four domains (Domains), the memory and DynamoDB backends, the actor from
+// X-Actor.
+type Option func(*options)
 
-var openers = map[string]Opener{
-	"memory": func(context.Context, Config, *slog.Logger) (Backend, error) {
-		s := memstore.New()
-		return Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}, nil
-	},
+type options struct {
+	backends map[string]Opener
+	domains  func(api.Env) []api.Module
+	actor    func(*http.Request) string
 }
 
-// Open assembles the system for c.
-func Open(ctx context.Context, c Config, log *slog.Logger) (*System, error) {
+func newOptions(opts []Option) options {
+	o := options{
+		backends: map[string]Opener{"memory": openMemory, "dynamodb": openDynamoDB},
+		domains:  Domains,
+		actor:    api.HeaderActor,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithBackend makes a backend available to Open under name (Config.EventStore). The
+// embedded and PostgreSQL backends live in their own packages (shared/system/embedded,
+// shared/system/postgres) and are passed by the mains that use them, so that binaries
+// that do not (the Lambdas) do not link them.
+func WithBackend(name string, open Opener) Option {
+	return func(o *options) { o.backends[name] = open }
+}
+
+// WithDomains replaces the standard domains: build returns the modules over env, in the
+// order of their projections and routes.
+func WithDomains(build func(env api.Env) []api.Module) Option {
+	return func(o *options) { o.domains = build }
+}
+
+// WithActor chooses how the handler finds the actor of a request: the Lambda behind API
+// Gateway takes the JWT subject (api.JWTActor); the local server, which has no
+// authorizer, the X-Actor header (api.HeaderActor, the default).
+func WithActor(actor func(*http.Request) string) Option {
+	return func(o *options) { o.actor = actor }
+}
+
+func openMemory(context.Context, Config, *slog.Logger) (Backend, error) {
+	s := memstore.New()
+	return Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}, nil
+}
+
+// Open opens the backend c.EventStore names and assembles the system around it.
+func Open(ctx context.Context, c Config, log *slog.Logger, opts ...Option) (*System, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	open, ok := openers[c.EventStore]
+	o := newOptions(opts)
+	open, ok := o.backends[c.EventStore]
 	if !ok {
 		return nil, fmt.Errorf("event store %q is not linked into this binary", c.EventStore)
 	}
@@ -94,12 +127,19 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s event store: %w", c.EventStore, err)
 	}
-	return Assemble(c, b, log), nil
+	return assemble(c, b, log, o), nil
 }
 
 // Assemble wires a system around an opened backend.
-func Assemble(c Config, b Backend, log *slog.Logger) *System {
-	s := &System{Config: c, Logger: log, Registry: Registry(), Docs: b.Docs, Feed: b.Feed, Metrics: metrics.New()}
+func Assemble(c Config, b Backend, log *slog.Logger, opts ...Option) *System {
+	if log == nil {
+		log = slog.Default()
+	}
+	return assemble(c, b, log, newOptions(opts))
+}
+
+func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
+	s := &System{Config: c, Logger: log, Registry: event.NewRegistry(), Docs: b.Docs, Feed: b.Feed, Metrics: metrics.New()}
 	if b.Close != nil {
 		s.closers = append(s.closers, b.Close)
 	}
@@ -111,17 +151,23 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	cfg := aggregate.DefaultConfig()
 	cfg.SnapshotEvery, cfg.Registry, cfg.Logger, cfg.OnSnapshot = c.SnapshotEvery, s.Registry, log, s.Metrics.SnapshotCreated
 	s.AggregateConfig = cfg
-	s.Accounts = aggregate.NewRepository(s.Store, bank.Definition, cfg)
-	s.buildDomains()
+	// The modules' repositories hold the registry; it is complete before anything reads.
+	s.Modules = o.domains(api.Env{Store: s.Store, Docs: s.Docs, Aggregate: cfg})
+	var projections []projection.Projection
+	for _, m := range s.Modules {
+		if m.Events != nil {
+			m.Events(s.Registry)
+		}
+		projections = append(projections, m.Projections...)
+	}
 
-	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, s.projections()...)
+	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, projections...)
 	s.Engine.Logger, s.Engine.Sink = log, b.Sink
 	s.Engine.OnParked = func(d projection.DeadLetter) { s.Metrics.Parked(d.EventType) }
 
-	var wake func()
 	if s.Feed != nil {
 		s.Runner = projection.NewRunner(s.Engine, s.Feed)
-		wake = s.Runner.Wake
+		s.wake = s.Runner.Wake
 		s.loops = append(s.loops, s.Runner.Run)
 		if b.Wake != nil {
 			s.loops = append(s.loops, func(ctx context.Context) {
@@ -137,7 +183,6 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 			})
 		}
 	}
-	s.wake = wake
 	s.AWS = b.AWS
 	if b.Loops != nil {
 		s.loops = append(s.loops, b.Loops(s)...)
@@ -145,16 +190,9 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	if b.AWS == nil { // DynamoDB's TTL expires idempotency records; elsewhere we purge them
 		s.loops = append(s.loops, s.purgeIdempotency)
 	}
-	s.SetActor(api.HeaderActor)
-	return s
-}
-
-// SetActor chooses how the handler finds the actor of a request (the Lambda uses the JWT
-// subject; the local server, which has no authorizer, the X-Actor header).
-func (s *System) SetActor(actor func(*http.Request) string) {
 	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
-		Accounts: s.Accounts, Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.modules(),
-		Actor: actor})
+		Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.Modules, Actor: o.actor})
+	return s
 }
 
 func (s *System) purgeIdempotency(ctx context.Context) {

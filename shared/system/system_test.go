@@ -10,9 +10,12 @@ import (
 	"github.com/ecmstore/ecmstore/shared/api/apitest"
 	"github.com/ecmstore/ecmstore/shared/emulator"
 	"github.com/ecmstore/ecmstore/shared/system"
-	_ "github.com/ecmstore/ecmstore/shared/system/embedded"
-	_ "github.com/ecmstore/ecmstore/shared/system/postgres"
+	"github.com/ecmstore/ecmstore/shared/system/embedded"
+	"github.com/ecmstore/ecmstore/shared/system/postgres"
 )
+
+// backends links the backends that live in their own packages, as functions/local does.
+func backends() []system.Option { return []system.Option{embedded.Backend(), postgres.Backend()} }
 
 func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
@@ -21,7 +24,7 @@ func quiet() *slog.Logger {
 // start opens a system and runs its background loops for the test's duration.
 func start(t *testing.T, c system.Config) *system.System {
 	t.Helper()
-	sys, err := system.Open(context.Background(), c, quiet())
+	sys, err := system.Open(context.Background(), c, quiet(), backends()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +49,7 @@ func TestAPIOnEmbedded(t *testing.T) {
 func TestEmbeddedRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := system.Config{EventStore: "embedded", DataDir: dir, SnapshotEvery: 2}
-	sys, err := system.Open(context.Background(), cfg, quiet())
+	sys, err := system.Open(context.Background(), cfg, quiet(), backends()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"github.com/ecmstore/ecmstore/shared/projection"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -8,6 +9,15 @@ import (
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
+
+// Module is tasks as the product runs them: their events, the task and analytics read
+// models and the /tasks and /projects routes.
+func Module(env api.Env) api.Module {
+	repo := aggregate.NewRepository(env.Store, Definition, env.Aggregate)
+	return api.Module{Name: "tasks", Events: Register,
+		Projections: []projection.Projection{TaskProjection{}, AnalyticsProjection{}},
+		Routes:      HTTP{Repo: repo, Docs: env.Docs}.Routes}
+}
 
 // HTTP serves /tasks and /projects/{id}/analytics.
 type HTTP struct {

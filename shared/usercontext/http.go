@@ -3,6 +3,7 @@ package usercontext
 import (
 	"context"
 	"encoding/json"
+	"github.com/ecmstore/ecmstore/shared/projection"
 	"net/http"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -36,6 +37,14 @@ func (Projection) Apply(ctx context.Context, tx docstore.Tx, e event.Event) erro
 		return err
 	}
 	return tx.Put(ctx, Collection, e.AggregateID, view{Context: c, LastEventID: e.EventID})
+}
+
+// Module is user contexts as the product runs them: their events, the current-state read
+// model and the /contexts routes.
+func Module(env api.Env) api.Module {
+	repo := aggregate.NewRepository(env.Store, Definition, env.Aggregate)
+	return api.Module{Name: "user-context", Events: Register,
+		Projections: []projection.Projection{Projection{}}, Routes: HTTP{Repo: repo, Docs: env.Docs}.Routes}
 }
 
 // HTTP serves /contexts/{id} (seed 000's ECM binding).

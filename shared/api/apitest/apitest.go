@@ -25,40 +25,16 @@ import (
 // Target returns the handler under test.
 type Target func(t *testing.T) http.Handler
 
-// Suite is a named group of end-to-end tests; domain files add theirs with Register
-// from init, so Run covers every domain on every backend.
+// Suite is a named group of end-to-end tests.
 type Suite struct {
 	Name string
 	Fn   func(*testing.T, *Client)
 }
 
-var extra []Suite
-
-// Register adds a suite to Run.
-func Register(s Suite) { extra = append(extra, s) }
-
-// Option configures Run.
-type Option func(*Client)
-
-// Validate checks every request and response of the suite against the document.
-func Validate(o *OpenAPI) Option { return func(c *Client) { c.OpenAPI = o } }
-
-// Run runs the whole suite.
-func Run(t *testing.T, target Target, opts ...Option) {
-	client := func(t *testing.T) *Client {
-		c := &Client{T: t, H: target(t)}
-		for _, o := range opts {
-			o(c)
-		}
-		return c
-	}
-	for _, s := range extra {
-		t.Run(s.Name, func(t *testing.T) { s.Fn(t, client(t)) })
-	}
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *Client)
-	}{
+// Suites is the whole end-to-end suite, in the order Run runs it: the bank's flows and the
+// operational routes, then the other domains, then input hardening across all of them.
+func Suites() []Suite {
+	return []Suite{
 		{"BankFlow", testBankFlow},
 		{"RuleViolationsAndMalformedRequests", testErrors},
 		{"ExpectedVersionHeaders", testExpectedVersion},
@@ -72,9 +48,32 @@ func Run(t *testing.T, target Target, opts ...Option) {
 		{"ConcurrentCommands", testConcurrent},
 		{"HundredConcurrentDepositsAllSucceed", testHundredDeposits},
 		{"UnversionedCommandsRetriedWithKey", testKeyedRetries},
+		{"UserContextECM", testContexts},
+		{"UserContextContract", testContextContract},
+		{"OrdersSagaCustomers", testOrders},
+		{"OrdersCausalChainAndHistory", testOrderChain},
+		{"TasksAuditTrail", testTasks},
+		{"TasksContract", testTasksContract},
+		{"InputHardening", testHardening},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, client(t)) })
+}
+
+// Option configures Run.
+type Option func(*Client)
+
+// Validate checks every request and response of the suite against the document.
+func Validate(o *OpenAPI) Option { return func(c *Client) { c.OpenAPI = o } }
+
+// Run runs every suite of Suites against target.
+func Run(t *testing.T, target Target, opts ...Option) {
+	for _, s := range Suites() {
+		t.Run(s.Name, func(t *testing.T) {
+			c := &Client{T: t, H: target(t)}
+			for _, o := range opts {
+				o(c)
+			}
+			s.Fn(t, c)
+		})
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"time"
 )
 
-func init() { Register(Suite{Name: "UserContextECM", Fn: testContexts}) }
-
 // testContexts: the ECM binding of seed 000 over HTTP, with its x-ecm-* extensions.
 func testContexts(t *testing.T, c *Client) {
 	id := ID("user")

@@ -9,8 +9,6 @@ import (
 	"time"
 )
 
-func init() { Register(Suite{Name: "UserContextContract", Fn: testContextContract}) }
-
 // testContextContract covers the rest of the user-context contract beyond UserContextECM:
 // exact event payloads of PATCH and PUT, every x-ecm-* extension on every route where it
 // applies, the error codes, deletion semantics and as-of reads at every version.

@@ -7,10 +7,6 @@ import (
 	"testing"
 )
 
-func init() {
-	Register(Suite{Name: "InputHardening", Fn: testHardening})
-}
-
 // testHardening: bad input gets a 4xx JSON error (never a redirect, never a 5xx) and
 // writes nothing.
 func testHardening(t *testing.T, c *Client) {

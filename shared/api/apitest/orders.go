@@ -7,8 +7,6 @@ import (
 	"testing"
 )
 
-func init() { Register(Suite{Name: "OrdersSagaCustomers", Fn: testOrders}) }
-
 func (c *Client) eventually(path, field, want string) Response {
 	c.T.Helper()
 	var last Response

@@ -10,8 +10,6 @@ import (
 	"time"
 )
 
-func init() { Register(Suite{Name: "OrdersCausalChainAndHistory", Fn: testOrderChain}) }
-
 // chainEvent is what the chain checks read of an event.
 type chainEvent struct {
 	EventID       string          `json:"eventId"`

@@ -8,8 +8,6 @@ import (
 	"time"
 )
 
-func init() { Register(Suite{Name: "TasksAuditTrail", Fn: testTasks}) }
-
 func testTasks(t *testing.T, c *Client) {
 	proj := ID("proj")
 	a, b := "/tasks/"+ID("ta"), "/tasks/"+ID("tb")

@@ -9,8 +9,6 @@ import (
 	"time"
 )
 
-func init() { Register(Suite{Name: "TasksContract", Fn: testTasksContract}) }
-
 // testTasksContract covers the task workflow beyond TasksAuditTrail: the loop back from
 // changes_requested, every rule violation and input error with its code, the history's
 // fields, idempotent commands, and project analytics as of every instant compared with
@@ -38,19 +36,21 @@ type tskcStep struct {
 }
 
 // tskcPath is the shortest path to each state.
-var tskcPath = map[string][]tskcStep{}
+var tskcPath = tskcPaths()
 
-func init() {
+func tskcPaths() map[string][]tskcStep {
 	create := tskcStep{"alice", "create", map[string]any{"projectId": "p", "title": "t"}, "created"}
 	assign := tskcStep{"alice", "assign", map[string]any{"assignee": "bob"}, "assigned"}
 	review := tskcStep{"bob", "request-review", map[string]any{"reviewer": "carol"}, "in_review"}
 	approve := tskcStep{"carol", "approve", nil, "approved"}
-	tskcPath["created"] = []tskcStep{create}
-	tskcPath["assigned"] = []tskcStep{create, assign}
-	tskcPath["in_review"] = []tskcStep{create, assign, review}
-	tskcPath["approved"] = []tskcStep{create, assign, review, approve}
-	tskcPath["changes_requested"] = []tskcStep{create, assign, review, {"carol", "request-changes", nil, "changes_requested"}}
-	tskcPath["merged"] = []tskcStep{create, assign, review, approve, {"bob", "merge", nil, "merged"}}
+	return map[string][]tskcStep{
+		"created":           {create},
+		"assigned":          {create, assign},
+		"in_review":         {create, assign, review},
+		"approved":          {create, assign, review, approve},
+		"changes_requested": {create, assign, review, {"carol", "request-changes", nil, "changes_requested"}},
+		"merged":            {create, assign, review, approve, {"bob", "merge", nil, "merged"}},
+	}
 }
 
 // tskcRun runs steps on a task (create's projectId replaced by project) and checks the
