@@ -72,6 +72,12 @@ faults: emulators
 capacity:
 	$(GO) test -count=1 -run '^TestCapacityModel$$' -v ./shared/eventstore/dynamostore/ | sed -n '/Workload:/,/^--- /p' | sed 's/^        //'
 
+# The README's example blocks (<!-- example: name -->) rewritten with what the server
+# answers now; shared/system's TestREADMEExamples fails while they differ.
+.PHONY: readme-examples
+readme-examples:
+	$(GO) test -count=1 -run '^TestREADMEExamples$$' ./shared/system/ -update-readme
+
 bench: ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
 
