@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,4 +311,41 @@ func withoutOverrides(env []string) []string {
 		}
 	}
 	return out
+}
+
+// The emulators listen on 127.0.0.1 only (README, localstack/emulators.sh): from any other
+// address of this machine their ports refuse connections.
+func TestEmulatorsListenOnLoopbackOnly(t *testing.T) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			others = append(others, n.IP)
+		}
+	}
+	t.Logf("addresses other than loopback: %v", others)
+	for name, ep := range map[string]emulator.Endpoint{"DynamoDB Local": emulator.DynamoDB(t), "fauxqs": emulator.SQS(t)} {
+		u, err := url.Parse(string(ep))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Hostname() != "127.0.0.1" {
+			t.Errorf("%s endpoint %s is not on 127.0.0.1", name, ep)
+		}
+		c, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s not reachable on %s: %v", name, u.Host, err)
+		}
+		c.Close()
+		for _, ip := range others {
+			addr := net.JoinHostPort(ip.String(), u.Port())
+			if c, err := net.DialTimeout("tcp", addr, 10*time.Second); err == nil {
+				c.Close()
+				t.Errorf("%s answers on %s: it listens beyond loopback", name, addr)
+			}
+		}
+	}
 }
