@@ -15,7 +15,7 @@ import (
 	"github.com/ecmstore/ecmstore/shared/projection"
 )
 
-// Deps is everything the handler needs; main wires it.
+// Deps is everything the handler needs; package system wires it.
 type Deps struct {
 	Store   eventstore.Backend // with upcasters applied
 	Feed    eventstore.Feed    // nil where the backend has no global order
