@@ -1,5 +1,6 @@
 // Command api is the HTTP API Lambda (API Gateway HTTP API, payload v2): the same handler
-// as the local server, on DynamoDB, with the actor taken from the JWT subject.
+// as the local server, on DynamoDB, with the actor taken from the JWT subject and access
+// decided by its claims (ACCESS_POLICY, ADMIN_SCOPE, ADMIN_GROUP).
 package main
 
 import (
@@ -25,6 +26,11 @@ func main() {
 		log.Error("start", "err", err)
 		os.Exit(1)
 	}
-	sys.SetActor(api.JWTActor)
+	access, err := api.GatewayAccessFromEnv()
+	if err != nil {
+		log.Error("configuration", "err", err)
+		os.Exit(1)
+	}
+	sys.SetAccess(access)
 	lambda.Start(api.GatewayHandler(sys.Handler))
 }

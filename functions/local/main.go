@@ -39,18 +39,24 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	// Checked before anything opens: an exposed server without a token never starts.
+	access, err := api.LocalAccessFromEnv(addr)
+	if err != nil {
+		return err
+	}
 	sys, err := system.Open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer sys.Close()
+	sys.SetAccess(access)
 	loopsCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := sys.Start(loopsCtx)
 
-	addr := os.Getenv("ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
 	srv := api.NewHTTPServer(addr, sys.Handler, srvCfg)
 	// Bound before "listening" is logged, so a port in use is the only thing reported.
 	ln, err := net.Listen("tcp", addr)

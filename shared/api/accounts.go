@@ -16,12 +16,14 @@ func (s *Server) accountRoutes() {
 	s.Handle("POST /accounts/{id}/deposit", s.moveMoney(bank.Deposit))
 	s.Handle("POST /accounts/{id}/withdraw", s.moveMoney(bank.Withdraw))
 	s.Handle("POST /accounts/{id}/close", s.closeAccount)
-	s.Handle("GET /accounts", s.listAccounts)
+	s.Handle("GET /accounts", s.RequireAdmin(s.listAccounts))
 	s.Handle("GET /accounts/{id}", s.getAccount)
 	s.Handle("GET /accounts/{id}/events", s.accountEvents)
 }
 
 func accountView(l aggregate.Loaded[bank.Account]) any { return l.State }
+
+func accountOwner(a bank.Account) string { return a.Owner }
 
 func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) error {
 	id, err := PathID(r, "id")
@@ -52,7 +54,7 @@ func (s *Server) moveMoney(cmd func(money.Amount, string) aggregate.Command[bank
 		if body.Amount == nil {
 			return errBadRequest("amount is required")
 		}
-		return Execute(s, w, r, s.Accounts, id, cmd(*body.Amount, ""), http.StatusOK, accountView)
+		return Execute(s, w, r, s.Accounts, id, Owned(s, r, cmd(*body.Amount, ""), accountOwner), http.StatusOK, accountView)
 	}
 }
 
@@ -65,7 +67,7 @@ func (s *Server) closeAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := Decode(r, &body, true); err != nil {
 		return err
 	}
-	return Execute(s, w, r, s.Accounts, id, bank.Close(), http.StatusOK, accountView)
+	return Execute(s, w, r, s.Accounts, id, Owned(s, r, bank.Close(), accountOwner), http.StatusOK, accountView)
 }
 
 // getAccount answers from the read model; ?consistent=true or an as-of time replays the
@@ -86,13 +88,19 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && v.Owner != "" { // a read model from before owners were recorded: replay
+			if err := s.AllowOwner(r, v.Owner); err != nil {
+				return err
+			}
 			WriteState(w, http.StatusOK, v.Account, v.Version, v.LastEventID)
 			return nil
 		}
 	}
 	l, err := Replay(r, s.Accounts, id)
 	if err != nil {
+		return err
+	}
+	if err := s.AllowOwner(r, l.State.Owner); err != nil {
 		return err
 	}
 	WriteState(w, http.StatusOK, l.State, l.Version, LastID(l.Last))
@@ -128,7 +136,7 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) accountEvents(w http.ResponseWriter, r *http.Request) error {
-	return s.StreamEvents(w, r, bank.AggregateType)
+	return s.OwnedStreamEvents(w, r, bank.AggregateType)
 }
 
 // StreamEvents answers GET /<things>/{id}/events for any aggregate type: the stream's

@@ -42,7 +42,8 @@ type System struct {
 	extraProjections []projection.Projection
 	extraModules     []api.Module
 
-	wake func()
+	wake   func()
+	access api.Access // SetAccess
 	// Background loops Start runs (the feed runner, the stream poller…).
 	loops   []func(context.Context)
 	closers []func() error
@@ -154,7 +155,14 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 func (s *System) SetActor(actor func(*http.Request) string) {
 	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
 		Accounts: s.Accounts, Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.modules(),
-		Actor: actor})
+		Actor: actor, Access: s.access})
+}
+
+// SetAccess chooses who may do what (api.Access): the Lambda's JWT claims, the local
+// server's loopback trust or admin token.
+func (s *System) SetAccess(a api.Access) {
+	s.access = a
+	s.SetActor(api.HeaderActor) // the actor is the principal's subject
 }
 
 func (s *System) purgeIdempotency(ctx context.Context) {
