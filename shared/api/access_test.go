@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/api/apitest"
 	"github.com/ecmstore/ecmstore/shared/bank"
 	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/system"
@@ -83,12 +85,32 @@ func gatewayRequest(t *testing.T, c accessCase) events.APIGatewayV2HTTPRequest {
 
 // runAccess sends each case through the API Gateway adapter in order (later cases see
 // earlier ones' effects) and compares status and body with testdata/access/<name>.golden.json.
+// Each exchange is also validated against openapi.yaml.
 func runAccess(t *testing.T, h func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error), cases []accessCase) {
 	t.Helper()
+	contract := apitest.Contract(t)
 	for _, c := range cases {
-		res, err := h(context.Background(), gatewayRequest(t, c))
+		greq := gatewayRequest(t, c)
+		res, err := h(context.Background(), greq)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
+		}
+		hreq, err := http.NewRequest(c.method, "http://localhost"+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range greq.Headers {
+			hreq.Header.Set(k, v)
+		}
+		hdr := http.Header{}
+		for k, v := range res.Headers {
+			hdr.Set(k, v)
+		}
+		for k, vs := range res.MultiValueHeaders {
+			hdr[http.CanonicalHeaderKey(k)] = vs
+		}
+		if err := contract.Check(hreq, []byte(c.body), res.StatusCode, hdr, []byte(res.Body)); err != nil {
+			t.Errorf("%s: %v", c.name, err)
 		}
 		var body any
 		if err := json.Unmarshal([]byte(res.Body), &body); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/api/apitest"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
@@ -91,6 +92,7 @@ type localCall struct {
 
 func runLocal(t *testing.T, base string, calls []localCall) {
 	t.Helper()
+	contract := apitest.Contract(t)
 	for _, c := range calls {
 		req, err := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))
 		if err != nil {
@@ -110,6 +112,9 @@ func runLocal(t *testing.T, base string, calls []localCall) {
 		res.Body.Close()
 		var e struct{ Error struct{ Code string } }
 		_ = json.Unmarshal(body, &e)
+		if err := contract.Check(req, []byte(c.body), res.StatusCode, res.Header, body); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
 		if res.StatusCode != c.wantStatus || e.Error.Code != c.wantCode {
 			t.Errorf("%s: %d %s, want %d %q", c.name, res.StatusCode, body, c.wantStatus, c.wantCode)
 		}
