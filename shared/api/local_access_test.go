@@ -1,20 +1,15 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ecmstore/ecmstore/shared/api"
 	"github.com/ecmstore/ecmstore/shared/api/apitest"
-	"github.com/ecmstore/ecmstore/shared/system"
 )
 
 // The local server binds beyond loopback only with an admin token; the refusal says what
@@ -58,29 +53,6 @@ func TestParsePolicy(t *testing.T) {
 	if _, err := api.ParsePolicy("none"); err == nil {
 		t.Error(`"none" accepted`)
 	}
-}
-
-// serveAccess runs the system behind api.NewHTTPServer on loopback with the given access.
-func serveAccess(t *testing.T, access api.Access) string {
-	t.Helper()
-	sys := system.Assemble(system.Config{EventStore: "memory"}, mustMemory(t), slog.New(slog.DiscardHandler))
-	sys.SetAccess(access)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := api.NewHTTPServer("", sys.Handler, api.ServerConfig{})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
 }
 
 type localCall struct {
@@ -128,7 +100,7 @@ func TestLocalServerAdminToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := serveAccess(t, access)
+	base := "http://" + serveWith(t, api.ServerConfig{}, access)
 	const good, bad = "Bearer s3cret", "Bearer s3cre"
 	runLocal(t, base, []localCall{
 		{"health needs nothing", "GET", "/healthz", "", "", "", 200, ""},
@@ -156,7 +128,7 @@ func TestLocalServerLoopbackTrust(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := serveAccess(t, access)
+	base := "http://" + serveWith(t, api.ServerConfig{}, access)
 	runLocal(t, base, []localCall{
 		{"projections", "GET", "/projections", "", "", "", 200, ""},
 		{"redrive", "POST", "/dead-letters/redrive", "", "anyone", "", 200, ""},
