@@ -55,7 +55,7 @@ func (h HTTP) Routes(s *api.Server) {
 		}
 		return api.Execute(s, w, r, h.Repo, id, api.Owned(s, r, Delete(), owner), http.StatusOK, render)
 	})
-	s.Handle("GET /contexts/{id}", h.get(s))
+	s.Handle("GET /contexts/{id}", func(w http.ResponseWriter, r *http.Request) error { return h.get(s, w, r) })
 	s.Handle("GET /contexts/{id}/events", func(w http.ResponseWriter, r *http.Request) error {
 		return s.OwnedStreamEvents(w, r, AggregateType)
 	})
@@ -94,11 +94,7 @@ func (h HTTP) command(s *api.Server, cmd func(map[string]json.RawMessage) aggreg
 
 // get answers from the read model; as-of reads and a lagging read model replay the
 // store. A deleted context is 404, but as of a time before the deletion it answers.
-func (h HTTP) get(s *api.Server) api.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error { return h.read(s, w, r) }
-}
-
-func (h HTTP) read(s *api.Server, w http.ResponseWriter, r *http.Request) error {
+func (h HTTP) get(s *api.Server, w http.ResponseWriter, r *http.Request) error {
 	id, err := api.PathID(r, "id")
 	if err != nil {
 		return err
