@@ -35,14 +35,16 @@ type jwt struct {
 }
 
 var (
-	alice     = jwt{claims: map[string]string{"sub": "alice", "scope": "openid profile"}}
-	bob       = jwt{claims: map[string]string{"sub": "bob", "scope": "openid"}}
-	opsScope  = jwt{claims: map[string]string{"sub": "ops-scope", "scope": "openid ecm/admin"}, scopes: []string{"openid", "ecm/admin"}}
-	opsScp    = jwt{claims: map[string]string{"sub": "ops-scp", "scp": "ecm/read ecm/admin"}}
-	opsGroup  = jwt{claims: map[string]string{"sub": "ops-group", "cognito:groups": "[support admin]"}}
-	nearScope = jwt{claims: map[string]string{"sub": "eve", "scope": "ecm/admin-readonly ecm/admins"}}
-	nearGroup = jwt{claims: map[string]string{"sub": "eve", "cognito:groups": "[administrators admins]"}}
-	anonymous = jwt{}
+	alice    = jwt{claims: map[string]string{"sub": "alice", "scope": "openid profile"}}
+	bob      = jwt{claims: map[string]string{"sub": "bob", "scope": "openid"}}
+	opsScope = jwt{claims: map[string]string{"sub": "ops-scope", "scope": "openid ecm/admin"}, scopes: []string{"openid", "ecm/admin"}}
+	opsScp   = jwt{claims: map[string]string{"sub": "ops-scp", "scp": "ecm/read ecm/admin"}}
+	opsGroup = jwt{claims: map[string]string{"sub": "ops-group", "cognito:groups": "[support admin]"}}
+	// Some issuers' array claims arrive as JSON text.
+	opsGroupJSON = jwt{claims: map[string]string{"sub": "ops-group-json", "cognito:groups": `["support","admin"]`}}
+	nearScope    = jwt{claims: map[string]string{"sub": "eve", "scope": "ecm/admin-readonly ecm/admins"}}
+	nearGroup    = jwt{claims: map[string]string{"sub": "eve", "cognito:groups": "[administrators admins]"}}
+	anonymous    = jwt{}
 )
 
 type accessCase struct {
@@ -233,6 +235,7 @@ func TestGatewayAccessOwnerPolicy(t *testing.T) {
 		{name: "ops-unknown-projection-route-user", who: bob, method: "GET", path: "/projections/accounts/progress"},
 		{name: "ops-projections-admin-scope", who: opsScope, method: "GET", path: "/projections", shape: true},
 		{name: "ops-rebuild-admin-group", who: opsGroup, method: "POST", path: "/projections/accounts/rebuild", shape: true},
+		{name: "ops-dead-letters-admin-group-json", who: opsGroupJSON, method: "GET", path: "/dead-letters"},
 		{name: "ops-dead-letters-admin-scp", who: opsScp, method: "GET", path: "/dead-letters"},
 		{name: "ops-redrive-admin-scope", who: opsScope, method: "POST", path: "/dead-letters/redrive"},
 		{name: "ops-events-admin-group", who: opsGroup, method: "GET", path: "/events?aggregateType=user-context", shape: true},
