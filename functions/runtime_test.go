@@ -257,6 +257,19 @@ func TestAPIFunctionFollowUps(t *testing.T) {
 	if err != nil || !strings.Contains(string(res.Body), `\"balance\":1000`) {
 		t.Fatalf("get: %s %v", res.Body, err)
 	}
+	// Access control under the function's defaults (ACCESS_POLICY=owner, admin scope
+	// ecm/admin): another subject is refused the account; operations need the admin scope.
+	deadLetters := strings.ReplaceAll(get, `/accounts/acc-123"`, `/dead-letters"`)
+	for _, c := range []struct{ name, event, want string }{
+		{"other subject reads the account", strings.Replace(get, `{"sub": "user-123"}`, `{"sub": "user-999"}`, 1), `"statusCode":403`},
+		{"owner lists dead letters", deadLetters, `"statusCode":403`},
+		{"admin scope lists dead letters", strings.Replace(deadLetters, `{"sub": "user-123"}`, `{"sub": "ops-1", "scope": "openid ecm/admin"}`, 1), `"statusCode":200`},
+	} {
+		res, err := rt.Invoke(ctx, []byte(c.event))
+		if err != nil || !strings.Contains(string(res.Body), c.want) {
+			t.Fatalf("%s: %s %v, want %s", c.name, res.Body, err, c.want)
+		}
+	}
 }
 
 // BenchmarkColdStart measures process start → first answer for each function (the

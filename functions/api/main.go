@@ -1,5 +1,6 @@
 // Command api is the HTTP API Lambda (API Gateway HTTP API, payload v2): the same handler
-// as the local server, on DynamoDB, with the actor taken from the JWT subject.
+// as the local server, on DynamoDB, with the actor taken from the JWT subject and access
+// decided by its claims (ACCESS_POLICY, ADMIN_SCOPE, ADMIN_GROUP).
 package main
 
 import (
@@ -20,7 +21,12 @@ func main() {
 		log.Error("configuration", "err", err)
 		os.Exit(1)
 	}
-	sys, err := system.Open(context.Background(), cfg, log, system.WithActor(api.JWTActor))
+	access, err := api.GatewayAccessFromEnv()
+	if err != nil {
+		log.Error("configuration", "err", err)
+		os.Exit(1)
+	}
+	sys, err := system.Open(context.Background(), cfg, log, system.WithActor(api.JWTActor), system.WithAccess(access))
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)

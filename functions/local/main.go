@@ -39,7 +39,16 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sys, err := system.Open(ctx, cfg, log, embedded.Backend(), postgres.Backend())
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	// Checked before anything opens: an exposed server without a token never starts.
+	access, err := api.LocalAccessFromEnv(addr)
+	if err != nil {
+		return err
+	}
+	sys, err := system.Open(ctx, cfg, log, embedded.Backend(), postgres.Backend(), system.WithAccess(access))
 	if err != nil {
 		return err
 	}
@@ -47,10 +56,6 @@ func run(log *slog.Logger) error {
 	loopsCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := sys.Start(loopsCtx)
 
-	addr := os.Getenv("ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
 	srv := api.NewHTTPServer(addr, sys.Handler, srvCfg)
 	// Bound before "listening" is logged, so a port in use is the only thing reported.
 	ln, err := net.Listen("tcp", addr)

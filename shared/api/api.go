@@ -26,6 +26,8 @@ type Deps struct {
 	// Actor returns the authenticated principal of a request. The local server (no
 	// authorizer) reads X-Actor; the Lambda reads the JWT subject from API Gateway.
 	Actor func(*http.Request) string
+	// Access decides who may do what (access.go); the zero value trusts every caller.
+	Access Access
 	// AfterAppend is called after every successful command (wakes in-process projections).
 	AfterAppend func()
 	// Modules add the domains' routes, in this order, after the operational ones.
@@ -58,6 +60,14 @@ func New(d Deps) *Server {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Access.Principal == nil {
+		actor := d.Actor
+		d.Access.Principal = func(r *http.Request) Principal { return Principal{Subject: actor(r), Admin: true} }
+	} else {
+		// The events' actor is the principal's subject, whatever Actor said.
+		principal := d.Access.Principal
+		d.Actor = func(r *http.Request) string { return principal(r).Subject }
 	}
 	s := &Server{Deps: d, mux: http.NewServeMux()}
 	s.routes()

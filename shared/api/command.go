@@ -57,6 +57,28 @@ func Replay[S any](r *http.Request, repo *aggregate.Repository[S], id string) (a
 // ?consistent=true, or a read model that has not caught up yet.
 func ReadModelOrReplay[S any](w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
 	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64) error {
+	return readModelOrReplay(w, r, docs, coll, repo, view, version, nil)
+}
+
+// OwnedReadModelOrReplay is ReadModelOrReplay for an owned resource: only its owner or an
+// admin may read it (Server.AllowOwner). A read model without an owner (written before
+// owners were recorded) is passed over for a replay, which knows the owner.
+func OwnedReadModelOrReplay[S any](s *Server, w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
+	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64, owner func(*S) string) error {
+	return readModelOrReplay(w, r, docs, coll, repo, view, version, func(st *S, fromReadModel bool) (bool, error) {
+		o := owner(st)
+		if fromReadModel && o == "" {
+			return false, nil
+		}
+		return true, s.AllowOwner(r, o)
+	})
+}
+
+// readModelOrReplay's allow, when set, decides on the state found: use it (true), pass a
+// read model over for a replay (false), or refuse (an error).
+func readModelOrReplay[S any](w http.ResponseWriter, r *http.Request, docs docstore.Store, coll string,
+	repo *aggregate.Repository[S], view func(aggregate.Loaded[S]) any, version func(*S) int64,
+	allow func(st *S, fromReadModel bool) (bool, error)) error {
 	id, err := PathID(r, "id")
 	if err != nil {
 		return err
@@ -81,13 +103,26 @@ func ReadModelOrReplay[S any](w http.ResponseWriter, r *http.Request, docs docst
 			if err := errors.Join(json.Unmarshal(raw, &st), json.Unmarshal(raw, &last)); err != nil {
 				return fmt.Errorf("read model %s/%s: %w", coll, id, err)
 			}
-			WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), last.LastEventID)
-			return nil
+			use := true
+			if allow != nil {
+				if use, err = allow(&st, true); err != nil {
+					return err
+				}
+			}
+			if use {
+				WriteState(w, http.StatusOK, view(aggregate.Loaded[S]{ID: id, State: st, Version: version(&st)}), version(&st), last.LastEventID)
+				return nil
+			}
 		}
 	}
 	l, err := Replay(r, repo, id)
 	if err != nil {
 		return err
+	}
+	if allow != nil {
+		if _, err := allow(&l.State, false); err != nil {
+			return err
+		}
 	}
 	WriteState(w, http.StatusOK, view(l), l.Version, LastID(l.Last))
 	return nil

@@ -80,9 +80,12 @@ func classify(err error) *Error {
 	var dup *eventstore.DuplicateEventError
 	var corrupt *eventstore.CorruptEventError
 	var cursor *eventstore.CursorError
+	var forbidden *ForbiddenError
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &forbidden):
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: forbidden.Reason}
 	case errors.As(err, &rule):
 		return &Error{Status: http.StatusUnprocessableEntity, Code: rule.Code, Message: rule.Message}
 	case errors.As(err, &exists):

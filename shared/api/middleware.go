@@ -85,6 +85,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			s.writeError(rec, r, errBadRequest("X-Correlation-Id %s", headerRule))
 			return
 		}
+		if err := s.checkOps(r); err != nil {
+			s.writeError(rec, r, err)
+			return
+		}
 		body, err := readBody(w, r)
 		if err != nil {
 			s.writeError(rec, r, err)

@@ -20,9 +20,12 @@ import (
 
 // serve runs the assembled system (memory backend) behind api.NewHTTPServer on a
 // loopback port until the test ends.
-func serve(t *testing.T, cfg api.ServerConfig) string {
+func serve(t *testing.T, cfg api.ServerConfig) string { return serveWith(t, cfg, api.Access{}) }
+
+// serveWith is serve with the given access control (api.Access{}: the loopback trust).
+func serveWith(t *testing.T, cfg api.ServerConfig, access api.Access) string {
 	t.Helper()
-	sys := system.Assemble(system.Config{EventStore: "memory"}, mustMemory(t), slog.New(slog.DiscardHandler))
+	sys := system.Assemble(system.Config{EventStore: "memory"}, mustMemory(t), slog.New(slog.DiscardHandler), system.WithAccess(access))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,9 @@ type Account struct {
 	Version          int64        `json:"version"`
 	TransactionCount int          `json:"transactionCount"`
 	LastActivity     *time.Time   `json:"lastActivity"`
+	// Owner is the principal that opened the account (the actor of AccountOpened): the
+	// API's owner policy lets only it, or an admin, act on the account.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Register adds the bank's event types to a registry.
@@ -57,7 +60,7 @@ var Definition = aggregate.Definition[Account]{
 	Type:            AggregateType,
 	New:             func(id string) Account { return Account{ID: id} },
 	Apply:           Evolve,
-	SnapshotVersion: 1,
+	SnapshotVersion: 2, // 2: Owner (snapshots without it are replayed past)
 }
 
 // Evolve applies one event to an account.
@@ -69,6 +72,7 @@ func Evolve(a Account, e event.Event) (Account, error) {
 			return a, err
 		}
 		a.IsOpen, a.Balance, a.TransactionCount = true, p.InitialDeposit, 1
+		a.Owner = e.Metadata.Actor
 	case MoneyDeposited, MoneyWithdrawn:
 		var p Movement
 		if err := e.Decode(&p); err != nil {

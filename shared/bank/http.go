@@ -37,19 +37,22 @@ func (h HTTP) Routes(s *api.Server) {
 	s.Handle("POST /accounts/{id}/deposit", h.moveMoney(s, Deposit))
 	s.Handle("POST /accounts/{id}/withdraw", h.moveMoney(s, Withdraw))
 	s.Handle("POST /accounts/{id}/close", h.close(s))
-	s.Handle("GET /accounts", h.list)
+	s.Handle("GET /accounts", s.RequireAdmin(h.list))
 	// The read model, or a replay for ?consistent=true, an as-of time, or a read model
 	// that has not caught up yet (so a client never sees 404 for an account it just
 	// opened).
 	s.Handle("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) error {
-		return api.ReadModelOrReplay(w, r, h.Docs, AccountsCollection, h.Accounts, accountView, func(a *Account) int64 { return a.Version })
+		return api.OwnedReadModelOrReplay(s, w, r, h.Docs, AccountsCollection, h.Accounts, accountView,
+			func(a *Account) int64 { return a.Version }, func(a *Account) string { return a.Owner })
 	})
 	s.Handle("GET /accounts/{id}/events", func(w http.ResponseWriter, r *http.Request) error {
-		return s.StreamEvents(w, r, AggregateType)
+		return s.OwnedStreamEvents(w, r, AggregateType)
 	})
 }
 
 func accountView(l aggregate.Loaded[Account]) any { return l.State }
+
+func accountOwner(a Account) string { return a.Owner }
 
 func (h HTTP) open(s *api.Server) api.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -82,7 +85,7 @@ func (h HTTP) moveMoney(s *api.Server, cmd func(money.Amount, string) aggregate.
 		if body.Amount == nil {
 			return api.BadRequest("amount is required")
 		}
-		return api.Execute(s, w, r, h.Accounts, id, cmd(*body.Amount, ""), http.StatusOK, accountView)
+		return api.Execute(s, w, r, h.Accounts, id, api.Owned(s, r, cmd(*body.Amount, ""), accountOwner), http.StatusOK, accountView)
 	}
 }
 
@@ -96,7 +99,7 @@ func (h HTTP) close(s *api.Server) api.HandlerFunc {
 		if err := api.Decode(r, &body, true); err != nil {
 			return err
 		}
-		return api.Execute(s, w, r, h.Accounts, id, Close(), http.StatusOK, accountView)
+		return api.Execute(s, w, r, h.Accounts, id, api.Owned(s, r, Close(), accountOwner), http.StatusOK, accountView)
 	}
 }
 

@@ -73,6 +73,7 @@ type options struct {
 	backends map[string]Opener
 	domains  func(api.Env) []api.Module
 	actor    func(*http.Request) string
+	access   api.Access
 }
 
 func newOptions(opts []Option) options {
@@ -106,6 +107,13 @@ func WithDomains(build func(env api.Env) []api.Module) Option {
 // authorizer, the X-Actor header (api.HeaderActor, the default).
 func WithActor(actor func(*http.Request) string) Option {
 	return func(o *options) { o.actor = actor }
+}
+
+// WithAccess chooses who may do what (api.Access): the Lambda's JWT claims, the local
+// server's loopback trust or admin token. Without it every caller is trusted as an admin,
+// which only the loopback-bound local server and tests may do.
+func WithAccess(a api.Access) Option {
+	return func(o *options) { o.access = a }
 }
 
 func openMemory(context.Context, Config, *slog.Logger) (Backend, error) {
@@ -191,7 +199,7 @@ func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
 		s.loops = append(s.loops, s.purgeIdempotency)
 	}
 	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
-		Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.Modules, Actor: o.actor})
+		Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.Modules, Actor: o.actor, Access: o.access})
 	return s
 }
 

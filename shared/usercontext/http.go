@@ -62,17 +62,19 @@ func (h HTTP) Routes(s *api.Server) {
 		if err != nil {
 			return err
 		}
-		return api.Execute(s, w, r, h.Repo, id, Delete(), http.StatusOK, render)
+		return api.Execute(s, w, r, h.Repo, id, api.Owned(s, r, Delete(), owner), http.StatusOK, render)
 	})
-	s.Handle("GET /contexts/{id}", h.get)
+	s.Handle("GET /contexts/{id}", func(w http.ResponseWriter, r *http.Request) error { return h.get(s, w, r) })
 	s.Handle("GET /contexts/{id}/events", func(w http.ResponseWriter, r *http.Request) error {
-		return s.StreamEvents(w, r, AggregateType)
+		return s.OwnedStreamEvents(w, r, AggregateType)
 	})
 }
 
 type body struct {
 	Preferences map[string]json.RawMessage `json:"preferences"`
 }
+
+func owner(c Context) string { return c.Owner }
 
 func render(l aggregate.Loaded[Context]) any {
 	out := map[string]any{"id": l.ID, "preferences": l.State.Preferences, "version": l.Version}
@@ -95,13 +97,13 @@ func (h HTTP) command(s *api.Server, cmd func(map[string]json.RawMessage) aggreg
 		if b.Preferences == nil && !optional {
 			return api.BadRequest("preferences is required")
 		}
-		return api.Execute(s, w, r, h.Repo, id, cmd(b.Preferences), status, render)
+		return api.Execute(s, w, r, h.Repo, id, api.Owned(s, r, cmd(b.Preferences), owner), status, render)
 	}
 }
 
 // get answers from the read model; as-of reads and a lagging read model replay the
 // store. A deleted context is 404, but as of a time before the deletion it answers.
-func (h HTTP) get(w http.ResponseWriter, r *http.Request) error {
+func (h HTTP) get(s *api.Server, w http.ResponseWriter, r *http.Request) error {
 	id, err := api.PathID(r, "id")
 	if err != nil {
 		return err
@@ -116,7 +118,10 @@ func (h HTTP) get(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && v.Owner != "" { // a read model from before owners were recorded: replay
+			if err := s.AllowOwner(r, v.Owner); err != nil {
+				return err
+			}
 			if v.Deleted {
 				return api.NotFound("%s %s was deleted", AggregateType, id)
 			}
@@ -126,6 +131,9 @@ func (h HTTP) get(w http.ResponseWriter, r *http.Request) error {
 	}
 	l, err := api.Replay(r, h.Repo, id)
 	if err != nil {
+		return err
+	}
+	if err := s.AllowOwner(r, l.State.Owner); err != nil {
 		return err
 	}
 	if l.State.Deleted {

@@ -69,6 +69,9 @@ type Context struct {
 	Preferences map[string]json.RawMessage `json:"preferences"`
 	Version     int64                      `json:"version"`
 	Deleted     bool                       `json:"deleted,omitempty"`
+	// Owner is the principal that created the context (the actor of context.created):
+	// the API's owner policy lets only it, or an admin, read or change the context.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Register adds the event types.
@@ -83,7 +86,7 @@ var Definition = aggregate.Definition[Context]{
 	Type:            AggregateType,
 	New:             func(id string) Context { return Context{ID: id, Preferences: map[string]json.RawMessage{}} },
 	Apply:           Evolve,
-	SnapshotVersion: 1,
+	SnapshotVersion: 2, // 2: Owner (snapshots without it are replayed past)
 }
 
 // Evolve applies one event.
@@ -98,6 +101,7 @@ func Evolve(c Context, e event.Event) (Context, error) {
 			return c, err
 		}
 		c.Preferences = map[string]json.RawMessage{}
+		c.Owner = e.Metadata.Actor
 		for k, v := range p.Preferences {
 			c.Preferences[k] = v
 		}

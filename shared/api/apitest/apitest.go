@@ -227,7 +227,7 @@ func testBankFlow(t *testing.T, c *Client) {
 	}
 	c.Eventually(settle, func() string {
 		g := c.Do("GET", p, nil)
-		if g.Status != 200 || g.Num("balance") != "1300" || g.Num("version") != "3" {
+		if g.Status != 200 || g.Num("balance") != "1300" || g.Num("version") != "3" || g.Body["owner"] != r.Body["owner"] {
 			return fmt.Sprintf("read model: %d %s", g.Status, g.Raw)
 		}
 		if g.Header.Get("ETag") != `"3"` {
@@ -239,7 +239,11 @@ func testBankFlow(t *testing.T, c *Client) {
 	if g.Num("balance") != "1300" || g.Num("version") != "3" || g.Header.Get("x-ecm-event-id") != r.Header.Get("x-ecm-event-id") {
 		t.Fatalf("consistent read: %s %v", g.Raw, g.Header)
 	}
-	for _, k := range []string{"id", "balance", "isOpen", "version", "transactionCount", "lastActivity"} {
+	// The owner is whoever opened the account: the actor of its first event.
+	if md, _ := events[0]["metadata"].(map[string]any); md == nil || md["actor"] == nil || g.Body["owner"] != md["actor"] {
+		t.Fatalf("owner %v, want the actor of AccountOpened %v", g.Body["owner"], events[0]["metadata"])
+	}
+	for _, k := range []string{"id", "balance", "isOpen", "version", "transactionCount", "lastActivity", "owner"} {
 		if _, ok := g.Body[k]; !ok {
 			t.Errorf("state lacks %q: %s", k, g.Raw)
 		}

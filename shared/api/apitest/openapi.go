@@ -79,7 +79,7 @@ func Contract(t testing.TB) *OpenAPI {
 // operation matches (unknown routes, unclean paths): their answers must still be errors
 // of the contract's shape.
 var errorResponses = map[int]string{
-	400: "BadRequest", 404: "NotFound", 408: "RequestTimeout", 413: "PayloadTooLarge", 431: "HeadersTooLarge",
+	400: "BadRequest", 403: "Forbidden", 404: "NotFound", 408: "RequestTimeout", 413: "PayloadTooLarge", 431: "HeadersTooLarge",
 	500: "ServerError", 503: "Unavailable",
 }
 

@@ -38,7 +38,7 @@ func TestOpenAPICheck(t *testing.T) {
 		{"quoted balance", "GET", "/accounts/acc-1", "", nil, 200, state,
 			strings.Replace(account, "%s", `"1"`, 1), "balance"},
 		{"state field the document lacks", "GET", "/accounts/acc-1", "", nil, 200, state,
-			`{"id":"acc-1","balance":1,"isOpen":true,"version":1,"transactionCount":1,"lastActivity":null,"owner":"x"}`, "owner"},
+			`{"id":"acc-1","balance":1,"isOpen":true,"version":1,"transactionCount":1,"lastActivity":null,"nickname":"x"}`, "nickname"},
 		{"state without ETag", "GET", "/accounts/acc-1", "", nil, 200, plain,
 			strings.Replace(account, "%s", "1", 1), "ETag"},
 		{"malformed ETag", "GET", "/accounts/acc-1", "", nil, 200,
