@@ -15,13 +15,14 @@
 //
 // Layout (bbolt buckets):
 //
-//	log        position (8-byte big endian) → header (version, timestamp) + event JSON
+//	log        position (8-byte big endian) → binary envelope (encoding.go)
 //	streams    stream key 0x00 version (8B) → position (the last key of a stream is its head)
 //	idx        kind byte ('t' type, 'a' aggregate type, 'c' correlation) value 0x00 position → nil
 //	ids        event id → stream key 0x00 version (8B): event identity (a re-append of held
 //	           ids is the original append, at any version)
 //	snapshots  stream key 0x00 version (8B) → snapshot JSON
 //	clock      empty; its sequence is the last timestamp the store assigned (µs)
+//	meta       "format" → the log values' encoding (encoding.go; older files are migrated at Open)
 //	d:<coll>   document key → JSON (docstore)
 //
 // Few buckets per event matter: a commit writes every page the group dirtied, so each
@@ -130,6 +131,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		_, err = migrateFormat(db)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
@@ -322,7 +326,7 @@ func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, err
 		if i > 0 {
 			return result{err: &eventstore.DuplicateEventError{EventID: e.EventID, Held: held, Version: v}}, nil
 		}
-		stored, err := loadRange(tx, held.Key(), v, v+int64(len(r.prepared))-1)
+		stored, err := loadRange(tx, held.Key(), v, v+int64(len(r.prepared))-1, time.Time{})
 		if err != nil {
 			return result{}, err
 		}
