@@ -91,7 +91,6 @@ func (d *decoder) own(v []byte) []byte {
 	return d.chunk[n : n+len(v) : n+len(v)]
 }
 
-
 func (d *decoder) decode(pos uint64, v []byte) (event.Event, error) {
 	var e event.Event
 	err := d.decodeInto(&e, pos, v)
