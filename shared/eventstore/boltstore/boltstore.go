@@ -95,6 +95,11 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // before it fails with ErrLocked (default one second).
 func WithLockTimeout(d time.Duration) Option { return func(s *Store) { s.lockTimeout = d } }
 
+// initialMmapSize is address space, not memory: mapping 1 GiB up front means the file
+// grows without bbolt remapping it (a remap waits for every read transaction and blocks
+// new ones), until it is larger than that.
+const initialMmapSize = 1 << 30
+
 // Open opens (or creates, mode 0600) the store file at path.
 func Open(path string, opts ...Option) (*Store, error) {
 	s := &Store{now: event.Now, lockTimeout: time.Second}
@@ -108,7 +113,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// which removes pages from every fsync; durability of the data is unchanged. NoSync
 	// stays false: every commit is fsynced before Append returns.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: s.lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
-		NoSync: s.noSync})
+		NoSync: s.noSync, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
