@@ -12,6 +12,7 @@ import (
 
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/eventstore/internal/arena"
 )
 
 // ErrCorrupt reports a stored value or index entry this package cannot read back.
@@ -70,26 +71,13 @@ func setHeader(v []byte, version int64, ts time.Time) {
 }
 
 // decoder turns log values into events. bbolt's values live in its memory map and are
-// valid only inside the transaction, so each is copied once, into a chunk shared with the
-// events decoded before it; the event's strings and payload point into that copy, which
-// makes a decoded event cost no allocation of its own. The chunk lives as long as any
-// event decoded into it: a reader keeping one event of a large page keeps the chunk.
-type decoder struct {
-	chunk []byte
-	size  int // chunk size; 0: one allocation per value, sized to it
-}
+// valid only inside the transaction, so each is copied once, into an arena chunk shared
+// with the events decoded before it; the event's strings and payload point into that
+// copy, which makes a decoded event cost no allocation of its own.
+type decoder struct{ a arena.Arena }
 
 // pageDecoder is for reads that return many events (Load, ReadAll, Query).
-func pageDecoder() *decoder { return &decoder{size: 32 << 10} }
-
-func (d *decoder) own(v []byte) []byte {
-	if cap(d.chunk)-len(d.chunk) < len(v) {
-		d.chunk = make([]byte, 0, max(d.size, len(v)))
-	}
-	n := len(d.chunk)
-	d.chunk = append(d.chunk, v...)
-	return d.chunk[n : n+len(v) : n+len(v)]
-}
+func pageDecoder() *decoder { return &decoder{a: *arena.New(32 << 10)} }
 
 func (d *decoder) decode(pos uint64, v []byte) (event.Event, error) {
 	var e event.Event
@@ -116,7 +104,7 @@ func (d *decoder) decodeBinary(e *event.Event, v []byte) bool {
 	if len(v) < headerLen {
 		return false
 	}
-	b := d.own(v)
+	b := d.a.Copy(v)
 	e.Version = int64(binary.BigEndian.Uint64(b[1:9]))
 	e.Timestamp = time.UnixMicro(int64(binary.BigEndian.Uint64(b[9:17]))).UTC()
 	sv, n := binary.Varint(b[headerLen:])
