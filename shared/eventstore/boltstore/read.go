@@ -128,43 +128,18 @@ func wrap(err error) error {
 	return fmt.Errorf("boltstore: %w", err)
 }
 
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
 // Query walks the most selective index the filter names (correlation id, then event
 // type, then aggregate type; the log itself when it names none) from the cursor's
 // position, and checks every candidate against the whole filter. Timestamps are checked
 // on each event rather than used to bound the walk: the store's own timestamps follow
 // position order, but caller-given ones can be anything.
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	if err := ctx.Err(); err != nil {
+	q, err := eventstore.StartPositionQuery(ctx, f)
+	if err != nil {
 		return eventstore.Page{}, err
 	}
-	if err := eventstore.CheckFilter(f); err != nil {
-		return eventstore.Page{}, err
-	}
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
-	page := eventstore.Page{Events: []event.Event{}}
-	if c.After == math.MaxUint64 {
-		return page, nil
-	}
-	take := func(e event.Event) bool { // false: the page is full
-		if !f.Matches(e) {
-			return true
-		}
-		if len(page.Events) == limit {
-			page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
-			return false
-		}
-		page.Events = append(page.Events, e)
-		return true
+	if q.After == math.MaxUint64 {
+		return q.Page(), nil
 	}
 	var kind byte
 	var value string
@@ -177,15 +152,15 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 		kind, value = idxAggType, f.AggregateType
 	}
 	d := pageDecoder()
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		if kind == 0 {
 			cur := tx.Bucket(bLog).Cursor()
-			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
+			for k, v := cur.Seek(u64(q.After + 1)); k != nil; k, v = cur.Next() {
 				e, err := d.decode(binary.BigEndian.Uint64(k), v)
 				if err != nil {
 					return err
 				}
-				if !take(e) {
+				if !q.Take(e) {
 					return nil
 				}
 			}
@@ -194,7 +169,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 		prefix := indexPrefix(kind, value)
 		log := newLogReader(tx, d)
 		cur := tx.Bucket(bIndex).Cursor()
-		for k, _ := cur.Seek(indexKey(kind, value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		for k, _ := cur.Seek(indexKey(kind, value, q.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			if len(k) != len(prefix)+8 {
 				continue // a longer value that begins with this one and a 0x00
 			}
@@ -202,7 +177,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 			if err := log.get(&e, k[len(prefix):]); err != nil {
 				return err
 			}
-			if !take(e) {
+			if !q.Take(e) {
 				return nil
 			}
 		}
@@ -211,7 +186,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if err != nil {
 		return eventstore.Page{}, wrap(err)
 	}
-	return page, nil
+	return q.Page(), nil
 }
 
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {

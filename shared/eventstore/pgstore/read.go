@@ -116,23 +116,13 @@ func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Ran
 	return evs, nil
 }
 
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	if err := eventstore.CheckFilter(f); err != nil {
+	q, err := eventstore.StartPositionQuery(ctx, f)
+	if err != nil {
 		return eventstore.Page{}, err
 	}
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
 	where := []string{"position > $1"}
-	args := []any{int64(c.After)}
+	args := []any{int64(q.After)}
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
@@ -152,21 +142,18 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if !f.Until.IsZero() {
 		add("ts <= $%d", f.Until)
 	}
-	args = append(args, limit+1)
-	evs, err := queryEvents(ctx, s.pool, limit+1, `SELECT `+eventColumns+` FROM events WHERE `+
+	args = append(args, q.Limit()+1)
+	evs, err := queryEvents(ctx, s.pool, q.Limit()+1, `SELECT `+eventColumns+` FROM events WHERE `+
 		strings.Join(where, " AND ")+fmt.Sprintf(" ORDER BY position LIMIT $%d", len(args)), args...)
 	if err != nil {
 		return eventstore.Page{}, classify(fmt.Errorf("pgstore: query: %w", err))
 	}
-	page := eventstore.Page{Events: evs}
-	if len(evs) > limit {
-		page.Events = evs[:limit]
-		page.NextCursor = eventstore.EncodeCursor(cursor{After: evs[limit-1].Position})
+	for _, e := range evs {
+		if !q.Take(e) {
+			break
+		}
 	}
-	if page.Events == nil {
-		page.Events = []event.Event{}
-	}
-	return page, nil
+	return q.Page(), nil
 }
 
 // ReadAll is one statement, hence one snapshot: with positions drawn in commit order
