@@ -79,6 +79,7 @@ capacity:
 BENCH_COUNT ?= 3
 bench:
 	@mkdir -p .data
+	@echo "machine: $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $$(uptime | sed 's/.*load/load/')"
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/ | tee .data/bench-stores.txt
 	$(GO) run ./infra/cmd/benchreport < .data/bench-stores.txt
 
