@@ -96,6 +96,7 @@ var (
 	boltOne   = figure{"BenchmarkStore/Append/sequential", "appends/s"}
 	boltLeast = figure{"BenchmarkDisk/bbolt-commit", "commits/s"}
 	pgOne     = figure{"BenchmarkStore/Append/sequential", "appends/s"}
+	pgFloor   = figure{"BenchmarkReplayFloor", "rows/s"}
 	perEvent  = []figure{{"", "allocs/event"}, {"", "B/event"}}
 )
 
@@ -118,7 +119,9 @@ var backends = []backend{
 		{what: "appends, 1 writer", fig: pgOne},
 		{what: "appends, 8 writers (distinct streams)", fig: figure{"BenchmarkStore/Append/8writers", "appends/s"}, per: &pgOne, perWho: "× 1 writer", goal: 2},
 		{what: "appends, 8 writers over two stores (two processes)", fig: figure{"BenchmarkAppendTwoProcesses", "appends/s"}, per: &pgOne, perWho: "× 1 writer"},
+		{what: "the server alone: the replay's rows, position only, unread (the floor)", fig: pgFloor},
 		{what: "replay of a 10,000-event stream", fig: figure{"BenchmarkStore/Replay", "events/s"}, goal: 8e5, extra: perEvent},
+		{what: "replay of a 10,000-event stream", fig: figure{"BenchmarkStore/Replay", "events/s"}, per: &pgFloor, perWho: "× the server alone"},
 		{what: "global feed (ReadAll, pages of 500)", fig: figure{"BenchmarkStore/Feed", "events/s"}, goal: 8e5, extra: perEvent},
 	}},
 }
