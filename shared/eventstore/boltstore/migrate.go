@@ -53,15 +53,10 @@ func migrateFormat(db *bolt.DB) (migrated int, err error) {
 				if len(v) > 0 && v[0] == formatBinary {
 					continue
 				}
-				e, err := decodeJSON(binary.BigEndian.Uint64(k), v)
+				raw, err := reencode(binary.BigEndian.Uint64(k), v)
 				if err != nil {
 					return err
 				}
-				raw, err := encodeBody(e)
-				if err != nil {
-					return err
-				}
-				setHeader(raw, e.Version, e.Timestamp)
 				keys, vals = append(keys, append([]byte(nil), k...)), append(vals, raw)
 			}
 			for i := range keys {
@@ -86,4 +81,18 @@ func migrateFormat(db *bolt.DB) (migrated int, err error) {
 		}
 		return m.Put(kFormat, fileFormat)
 	})
+}
+
+// reencode turns a log value of a JSON format into the binary envelope.
+func reencode(pos uint64, v []byte) ([]byte, error) {
+	e, err := decodeJSON(pos, v)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := encodeBody(e)
+	if err != nil {
+		return nil, err
+	}
+	setHeader(raw, e.Version, e.Timestamp)
+	return raw, nil
 }

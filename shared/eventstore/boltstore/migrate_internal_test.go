@@ -20,14 +20,7 @@ import (
 // format1.events.json is what that release's ReadAll returned for it. A user upgrading
 // keeps every event, snapshot and document, and the file is rewritten once.
 func TestOpenMigratesEarlierFormats(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ecmstore.db")
-	raw, err := os.ReadFile("testdata/format1.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := format1Copy(t)
 	var want []event.Event
 	golden, err := os.ReadFile("testdata/format1.events.json")
 	if err != nil {
@@ -120,14 +113,7 @@ func TestOpenMigratesEarlierFormats(t *testing.T) {
 
 // A migration interrupted after some steps resumes: values already rewritten are skipped.
 func TestMigrationResumes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ecmstore.db")
-	raw, err := os.ReadFile("testdata/format1.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := format1Copy(t)
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +122,10 @@ func TestMigrationResumes(t *testing.T) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bLog)
 		k, v := b.Cursor().First()
-		e, err := decodeJSON(1, v)
+		body, err := reencode(1, v)
 		if err != nil {
 			return err
 		}
-		body, err := encodeBody(e)
-		if err != nil {
-			return err
-		}
-		setHeader(body, e.Version, e.Timestamp)
 		return b.Put(append([]byte(nil), k...), body)
 	})
 	if err != nil {
@@ -155,6 +136,20 @@ func TestMigrationResumes(t *testing.T) {
 		t.Fatalf("resumed migration rewrote %d values (%v), want the 3 left", n, err)
 	}
 	_ = db.Close()
+}
+
+// format1Copy copies the fixture where a test may change it.
+func format1Copy(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ecmstore.db")
+	raw, err := os.ReadFile("testdata/format1.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func logFormats(t *testing.T, path string) map[byte]int {
