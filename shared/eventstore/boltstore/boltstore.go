@@ -8,7 +8,7 @@
 // fails that request only, and two appends to one stream in a group see each other) and
 // commits once — one fsync for the whole group — before acknowledging any of them. An
 // acknowledged append is on disk; concurrent writers share fsyncs instead of queueing
-// for one each. Validation and JSON encoding happen in the appending goroutine, so the
+// for one each. Validation and encoding happen in the appending goroutine, so the
 // serial part of a commit is little more than key lookups and puts. Document updates
 // (read models, guards, idempotency records) go through the same committer, each with
 // its writes buffered until its function succeeds, so they share those fsyncs too.
