@@ -78,8 +78,16 @@ capacity:
 readme-examples:
 	$(GO) test -count=1 -run '^TestREADMEExamples$$' ./shared/system/ -update-readme
 
-bench: ## benchmarks; figures go into the README
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
+# Benchmarks; their figures go into the README's performance section. One command per
+# line (append more). The store benchmarks run BENCH_COUNT times; infra/cmd/benchreport
+# prints the medians with the ratios the goals are stated in, all from this run (the fsync
+# ceiling is measured on the same disk by BenchmarkDisk). Raw output: .data/bench-*.txt.
+BENCH_COUNT ?= 3
+bench:
+	@mkdir -p .data
+	@echo "machine: $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $$(uptime | sed 's/.*load/load/')"
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/ | tee .data/bench-stores.txt
+	$(GO) run ./infra/cmd/benchreport < .data/bench-stores.txt
 
 ## --- emulators (owner: emulator helper) ----------------------------------------------------
 # Idempotent installs, each only when missing or stale: the npm packages pinned by

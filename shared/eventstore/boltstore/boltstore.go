@@ -8,20 +8,21 @@
 // fails that request only, and two appends to one stream in a group see each other) and
 // commits once — one fsync for the whole group — before acknowledging any of them. An
 // acknowledged append is on disk; concurrent writers share fsyncs instead of queueing
-// for one each. Validation and JSON encoding happen in the appending goroutine, so the
+// for one each. Validation and encoding happen in the appending goroutine, so the
 // serial part of a commit is little more than key lookups and puts. Document updates
 // (read models, guards, idempotency records) go through the same committer, each with
 // its writes buffered until its function succeeds, so they share those fsyncs too.
 //
 // Layout (bbolt buckets):
 //
-//	log        position (8-byte big endian) → header (version, timestamp) + event JSON
+//	log        position (8-byte big endian) → binary envelope (encoding.go)
 //	streams    stream key 0x00 version (8B) → position (the last key of a stream is its head)
 //	idx        kind byte ('t' type, 'a' aggregate type, 'c' correlation) value 0x00 position → nil
 //	ids        event id → stream key 0x00 version (8B): event identity (a re-append of held
 //	           ids is the original append, at any version)
 //	snapshots  stream key 0x00 version (8B) → snapshot JSON
 //	clock      empty; its sequence is the last timestamp the store assigned (µs)
+//	meta       "format" → the log values' encoding (encoding.go; older files are migrated at Open)
 //	d:<coll>   document key → JSON (docstore)
 //
 // Few buckets per event matter: a commit writes every page the group dirtied, so each
@@ -94,6 +95,11 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // before it fails with ErrLocked (default one second).
 func WithLockTimeout(d time.Duration) Option { return func(s *Store) { s.lockTimeout = d } }
 
+// initialMmapSize is address space, not memory: mapping 1 GiB up front means the file
+// grows without bbolt remapping it (a remap waits for every read transaction and blocks
+// new ones), until it is larger than that.
+const initialMmapSize = 1 << 30
+
 // Open opens (or creates, mode 0600) the store file at path.
 func Open(path string, opts ...Option) (*Store, error) {
 	s := &Store{now: event.Now, lockTimeout: time.Second}
@@ -107,7 +113,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// which removes pages from every fsync; durability of the data is unchanged. NoSync
 	// stays false: every commit is fsynced before Append returns.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: s.lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
-		NoSync: s.noSync})
+		NoSync: s.noSync, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
@@ -130,6 +136,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		_, err = migrateFormat(db)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
@@ -322,7 +331,7 @@ func (s *Store) apply(tx *bolt.Tx, r *appendReq, lastTS *time.Time) (result, err
 		if i > 0 {
 			return result{err: &eventstore.DuplicateEventError{EventID: e.EventID, Held: held, Version: v}}, nil
 		}
-		stored, err := loadRange(tx, held.Key(), v, v+int64(len(r.prepared))-1)
+		stored, err := loadRange(tx, held.Key(), v, v+int64(len(r.prepared))-1, time.Time{})
 		if err != nil {
 			return result{}, err
 		}

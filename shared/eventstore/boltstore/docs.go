@@ -28,23 +28,20 @@ type updateReq struct {
 	fn  func(context.Context, docstore.Tx) error
 }
 
-type docKey struct{ coll, key string }
-
 // docTx buffers an update function's writes over the group's bbolt transaction: they
 // reach the transaction only when the function returns nil, so a failing function leaves
 // nothing behind in a transaction it shares with other requests. Reads see the buffer
 // first, then what the group wrote so far, then the file.
 type docTx struct {
 	tx     *bolt.Tx
-	writes map[docKey]json.RawMessage // nil: deleted
-	order  []docKey                   // first-write order, so commits are deterministic
+	writes docstore.Writes
 }
 
 func (t *docTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
 	if err := docstore.CheckKey(coll, key); err != nil {
 		return false, err
 	}
-	raw, buffered := t.writes[docKey{coll, key}]
+	raw, buffered := t.writes.Get(coll, key)
 	if !buffered {
 		if b := t.tx.Bucket(docBucket(coll)); b != nil {
 			raw = b.Get([]byte(key))
@@ -70,28 +67,16 @@ func (t *docTx) Put(_ context.Context, coll, key string, v any) error {
 func (t *docTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
 
 // write checks here what any backend would refuse at commit, so the caller's function
-// sees it. MaxUpdateWrites counts distinct documents, as on DynamoDB, where one
-// transaction writes an item once.
+// sees it.
 func (t *docTx) write(coll, key string, raw json.RawMessage) error {
-	if err := docstore.CheckKey(coll, key); err != nil {
-		return err
-	}
-	k := docKey{coll, key}
-	if _, ok := t.writes[k]; !ok {
-		if len(t.order) == docstore.MaxUpdateWrites {
-			return docstore.ErrTooManyWrites
-		}
-		t.order = append(t.order, k)
-	}
-	t.writes[k] = raw
-	return nil
+	return t.writes.Set(coll, key, raw)
 }
 
 // runUpdate runs one update function inside the group's transaction. The function's
 // error (or panic) is its caller's answer; a non-nil error is a storage failure that must
 // abort the transaction.
 func (s *Store) runUpdate(tx *bolt.Tx, u *updateReq) (res result, err error) {
-	t := &docTx{tx: tx, writes: map[docKey]json.RawMessage{}}
+	t := &docTx{tx: tx}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -103,23 +88,21 @@ func (s *Store) runUpdate(tx *bolt.Tx, u *updateReq) (res result, err error) {
 	if res.err != nil || res.panicked {
 		return res, nil
 	}
-	for _, k := range t.order {
-		raw := t.writes[k]
+	err = t.writes.Each(func(coll, key string, raw json.RawMessage) error {
 		if raw == nil {
-			if b := tx.Bucket(docBucket(k.coll)); b != nil {
-				if err := b.Delete([]byte(k.key)); err != nil {
-					return result{}, err
-				}
+			if b := tx.Bucket(docBucket(coll)); b != nil {
+				return b.Delete([]byte(key))
 			}
-			continue
+			return nil
 		}
-		b, err := tx.CreateBucketIfNotExists(docBucket(k.coll))
+		b, err := tx.CreateBucketIfNotExists(docBucket(coll))
 		if err != nil {
-			return result{}, err
+			return err
 		}
-		if err := b.Put([]byte(k.key), raw); err != nil {
-			return result{}, err
-		}
+		return b.Put([]byte(key), raw)
+	})
+	if err != nil {
+		return result{}, err
 	}
 	return res, nil
 }

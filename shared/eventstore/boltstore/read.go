@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -32,41 +33,73 @@ func head(tx *bolt.Tx, key string) int64 {
 }
 
 func getEvent(tx *bolt.Tx, pk []byte) (event.Event, error) {
+	var e event.Event
+	err := newLogReader(tx, &decoder{}).get(&e, pk)
+	return e, err
+}
+
+// logReader reads events by position. A stream appended in batches holds runs of
+// consecutive positions, which it follows with Next instead of a search from the root.
+type logReader struct {
+	c    *bolt.Cursor
+	last uint64 // position under the cursor; 0: none
+	d    *decoder
+}
+
+func newLogReader(tx *bolt.Tx, d *decoder) *logReader {
+	return &logReader{c: tx.Bucket(bLog).Cursor(), d: d}
+}
+
+func (r *logReader) get(e *event.Event, pk []byte) error {
 	if len(pk) != 8 {
-		return event.Event{}, fmt.Errorf("%w: index entry of %d bytes", ErrCorrupt, len(pk))
+		return fmt.Errorf("%w: index entry of %d bytes", ErrCorrupt, len(pk))
 	}
 	pos := binary.BigEndian.Uint64(pk)
-	raw := tx.Bucket(bLog).Get(pk)
-	if raw == nil {
-		return event.Event{}, fmt.Errorf("%w: position %d is indexed but missing from the log", ErrCorrupt, pos)
+	var k, v []byte
+	if r.last != 0 && pos == r.last+1 {
+		k, v = r.c.Next()
 	}
-	return decodeEvent(pos, raw)
+	if k == nil || !bytes.Equal(k, pk) {
+		k, v = r.c.Seek(pk)
+	}
+	if k == nil || !bytes.Equal(k, pk) {
+		r.last = 0
+		return fmt.Errorf("%w: position %d is indexed but missing from the log", ErrCorrupt, pos)
+	}
+	r.last = pos
+	return r.d.decodeInto(e, pos, v)
 }
 
-// scanStream calls fn for the stream's events from version from (inclusive) up to to
-// (0: no bound), in version order, until fn returns false.
-func scanStream(tx *bolt.Tx, key string, from, to int64, fn func(event.Event) bool) error {
+// loadRange returns the stream's events from version from (inclusive) up to to (0: no
+// bound), in version order; with until set, only the prefix of events at or before it.
+// Events are decoded straight into a result sized from the stream's head.
+func loadRange(tx *bolt.Tx, key string, from, to int64, until time.Time) ([]event.Event, error) {
+	h := head(tx, key)
+	if to > 0 {
+		h = min(h, to)
+	}
+	from = max(from, 1)
+	if h < from {
+		return nil, nil
+	}
+	out := make([]event.Event, 0, h-from+1)
 	c := tx.Bucket(bStreams).Cursor()
 	prefix := streamPrefix(key)
-	for k, v := c.Seek(streamKey(key, max(from, 1))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if ver, ok := suffixVersion(k, prefix); !ok || (to > 0 && ver > to) {
+	log := newLogReader(tx, pageDecoder())
+	for k, v := c.Seek(streamKey(key, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if ver, ok := suffixVersion(k, prefix); !ok || ver > h {
 			break
 		}
-		e, err := getEvent(tx, v)
-		if err != nil {
-			return err
+		out = append(out, event.Event{})
+		e := &out[len(out)-1]
+		if err := log.get(e, v); err != nil {
+			return nil, err
 		}
-		if !fn(e) {
-			break
+		if !until.IsZero() && e.Timestamp.After(until) {
+			return out[:len(out)-1], nil // as of until: the prefix of the stream up to then
 		}
 	}
-	return nil
-}
-
-func loadRange(tx *bolt.Tx, key string, from, to int64) ([]event.Event, error) {
-	var out []event.Event
-	err := scanStream(tx, key, from, to, func(e event.Event) bool { out = append(out, e); return true })
-	return out, err
+	return out, nil
 }
 
 func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Range) ([]event.Event, error) {
@@ -78,13 +111,9 @@ func (s *Store) Load(ctx context.Context, st eventstore.Stream, r eventstore.Ran
 	}
 	var out []event.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return scanStream(tx, st.Key(), r.From, r.To, func(e event.Event) bool {
-			if !r.Until.IsZero() && e.Timestamp.After(r.Until) {
-				return false // as of Until: the prefix of the stream up to then
-			}
-			out = append(out, e)
-			return true
-		})
+		var err error
+		out, err = loadRange(tx, st.Key(), r.From, r.To, r.Until)
+		return err
 	})
 	return out, wrap(err)
 }
@@ -99,43 +128,18 @@ func wrap(err error) error {
 	return fmt.Errorf("boltstore: %w", err)
 }
 
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
 // Query walks the most selective index the filter names (correlation id, then event
 // type, then aggregate type; the log itself when it names none) from the cursor's
 // position, and checks every candidate against the whole filter. Timestamps are checked
 // on each event rather than used to bound the walk: the store's own timestamps follow
 // position order, but caller-given ones can be anything.
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	if err := ctx.Err(); err != nil {
+	q, err := eventstore.StartPositionQuery(ctx, f)
+	if err != nil {
 		return eventstore.Page{}, err
 	}
-	if err := eventstore.CheckFilter(f); err != nil {
-		return eventstore.Page{}, err
-	}
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
-	page := eventstore.Page{Events: []event.Event{}}
-	if c.After == math.MaxUint64 {
-		return page, nil
-	}
-	take := func(e event.Event) bool { // false: the page is full
-		if !f.Matches(e) {
-			return true
-		}
-		if len(page.Events) == limit {
-			page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
-			return false
-		}
-		page.Events = append(page.Events, e)
-		return true
+	if q.After == math.MaxUint64 {
+		return q.Page(), nil
 	}
 	var kind byte
 	var value string
@@ -147,31 +151,33 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	case f.AggregateType != "":
 		kind, value = idxAggType, f.AggregateType
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	d := pageDecoder()
+	err = s.db.View(func(tx *bolt.Tx) error {
 		if kind == 0 {
 			cur := tx.Bucket(bLog).Cursor()
-			for k, v := cur.Seek(u64(c.After + 1)); k != nil; k, v = cur.Next() {
-				e, err := decodeEvent(binary.BigEndian.Uint64(k), v)
+			for k, v := cur.Seek(u64(q.After + 1)); k != nil; k, v = cur.Next() {
+				e, err := d.decode(binary.BigEndian.Uint64(k), v)
 				if err != nil {
 					return err
 				}
-				if !take(e) {
+				if !q.Take(e) {
 					return nil
 				}
 			}
 			return nil
 		}
 		prefix := indexPrefix(kind, value)
+		log := newLogReader(tx, d)
 		cur := tx.Bucket(bIndex).Cursor()
-		for k, _ := cur.Seek(indexKey(kind, value, c.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		for k, _ := cur.Seek(indexKey(kind, value, q.After+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			if len(k) != len(prefix)+8 {
 				continue // a longer value that begins with this one and a 0x00
 			}
-			e, err := getEvent(tx, k[len(prefix):])
-			if err != nil {
+			var e event.Event
+			if err := log.get(&e, k[len(prefix):]); err != nil {
 				return err
 			}
-			if !take(e) {
+			if !q.Take(e) {
 				return nil
 			}
 		}
@@ -180,7 +186,7 @@ func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page
 	if err != nil {
 		return eventstore.Page{}, wrap(err)
 	}
-	return page, nil
+	return q.Page(), nil
 }
 
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.Event, error) {
@@ -192,14 +198,18 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]event.E
 	}
 	n := eventstore.PageSize(limit)
 	var out []event.Event
+	d := pageDecoder()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bLog).Cursor()
+		b := tx.Bucket(bLog)
+		if h := b.Sequence(); h > after {
+			out = make([]event.Event, 0, min(uint64(n), h-after))
+		}
+		cur := b.Cursor()
 		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < n; k, v = cur.Next() {
-			e, err := decodeEvent(binary.BigEndian.Uint64(k), v)
-			if err != nil {
+			out = append(out, event.Event{})
+			if err := d.decodeInto(&out[len(out)-1], binary.BigEndian.Uint64(k), v); err != nil {
 				return err
 			}
-			out = append(out, e)
 		}
 		return nil
 	})

@@ -23,15 +23,14 @@ func NewDocs() *Docs { return &Docs{data: map[string]map[string]json.RawMessage{
 
 type memTx struct {
 	d      *Docs
-	writes map[[2]string]json.RawMessage // nil value = delete
-	n      int
+	writes docstore.Writes
 }
 
 func (t *memTx) Get(_ context.Context, coll, key string, dst any) (bool, error) {
 	if err := docstore.CheckKey(coll, key); err != nil {
 		return false, err
 	}
-	raw, ok := t.writes[[2]string{coll, key}]
+	raw, ok := t.writes.Get(coll, key)
 	if !ok {
 		raw, ok = t.d.data[coll][key]
 	}
@@ -52,18 +51,7 @@ func (t *memTx) Put(_ context.Context, coll, key string, v any) error {
 func (t *memTx) Delete(_ context.Context, coll, key string) error { return t.write(coll, key, nil) }
 
 func (t *memTx) write(coll, key string, raw json.RawMessage) error {
-	if err := docstore.CheckKey(coll, key); err != nil {
-		return err
-	}
-	k := [2]string{coll, key}
-	if _, ok := t.writes[k]; !ok {
-		t.n++
-		if t.n > docstore.MaxUpdateWrites {
-			return docstore.ErrTooManyWrites
-		}
-	}
-	t.writes[k] = raw
-	return nil
+	return t.writes.Set(coll, key, raw)
 }
 
 func (d *Docs) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
@@ -72,21 +60,21 @@ func (d *Docs) Update(ctx context.Context, fn func(context.Context, docstore.Tx)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	tx := &memTx{d: d, writes: map[[2]string]json.RawMessage{}}
+	tx := &memTx{d: d}
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
-	for k, raw := range tx.writes {
+	return tx.writes.Each(func(coll, key string, raw json.RawMessage) error {
 		if raw == nil {
-			delete(d.data[k[0]], k[1])
-			continue
+			delete(d.data[coll], key)
+			return nil
 		}
-		if d.data[k[0]] == nil {
-			d.data[k[0]] = map[string]json.RawMessage{}
+		if d.data[coll] == nil {
+			d.data[coll] = map[string]json.RawMessage{}
 		}
-		d.data[k[0]][k[1]] = raw
-	}
-	return nil
+		d.data[coll][key] = raw
+		return nil
+	})
 }
 
 func (d *Docs) Get(_ context.Context, coll, key string, dst any) (bool, error) {

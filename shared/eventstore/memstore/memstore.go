@@ -130,37 +130,19 @@ func selectRange(evs []event.Event, r eventstore.Range) []event.Event {
 	return clone(out)
 }
 
-type cursor struct {
-	After uint64 `json:"after"`
-}
-
 func (s *Store) Query(ctx context.Context, f eventstore.Filter) (eventstore.Page, error) {
-	if err := ctx.Err(); err != nil {
+	q, err := eventstore.StartPositionQuery(ctx, f)
+	if err != nil {
 		return eventstore.Page{}, err
 	}
-	if err := eventstore.CheckFilter(f); err != nil {
-		return eventstore.Page{}, err
-	}
-	var c cursor
-	if f.Cursor != "" {
-		if err := eventstore.DecodeCursor(f.Cursor, &c); err != nil {
-			return eventstore.Page{}, err
-		}
-	}
-	limit := eventstore.PageSize(f.Limit)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	page := eventstore.Page{Events: []event.Event{}}
-	for _, e := range s.log[min(c.After, uint64(len(s.log))):] {
-		if !f.Matches(e) {
-			continue
-		}
-		if len(page.Events) == limit {
-			page.NextCursor = eventstore.EncodeCursor(cursor{After: page.Events[limit-1].Position})
+	for _, e := range s.log[min(q.After, uint64(len(s.log))):] {
+		if !q.Take(e) {
 			break
 		}
-		page.Events = append(page.Events, e)
 	}
+	page := q.Page()
 	page.Events = clone(page.Events)
 	return page, nil
 }

@@ -20,17 +20,23 @@ var _ docstore.Store = (*Store)(nil)
 // races; with the backoff below that is a few seconds of contention.
 const maxUpdateAttempts = 30
 
+// pgTx writes through to the transaction; writes only counts them towards
+// MaxUpdateWrites (PostgreSQL itself keeps the values).
 type pgTx struct {
 	tx     pgx.Tx
-	writes map[[2]string]bool
+	writes docstore.Writes
 }
 
-func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+type rowQueryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func getDoc(ctx context.Context, q rowQueryer, coll, key string, dst any) (bool, error) {
 	if err := docstore.CheckKey(coll, key); err != nil {
 		return false, err
 	}
 	var raw []byte
-	err := t.tx.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
+	err := q.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -40,27 +46,16 @@ func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error)
 	return true, json.Unmarshal(raw, dst)
 }
 
-// count checks the key and counts the document towards MaxUpdateWrites.
-func (t *pgTx) count(coll, key string) error {
-	if err := docstore.CheckKey(coll, key); err != nil {
-		return err
-	}
-	k := [2]string{coll, key}
-	if !t.writes[k] {
-		t.writes[k] = true
-		if len(t.writes) > docstore.MaxUpdateWrites {
-			return docstore.ErrTooManyWrites
-		}
-	}
-	return nil
+func (t *pgTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
+	return getDoc(ctx, t.tx, coll, key, dst)
 }
 
 func (t *pgTx) Put(ctx context.Context, coll, key string, v any) error {
-	if err := t.count(coll, key); err != nil {
-		return err
-	}
 	raw, err := json.Marshal(v)
 	if err != nil {
+		return err
+	}
+	if err := t.writes.Set(coll, key, raw); err != nil {
 		return err
 	}
 	// rev counts the document's writes: operators (and a future compare-and-set) can
@@ -74,7 +69,7 @@ func (t *pgTx) Put(ctx context.Context, coll, key string, v any) error {
 }
 
 func (t *pgTx) Delete(ctx context.Context, coll, key string) error {
-	if err := t.count(coll, key); err != nil {
+	if err := t.writes.Set(coll, key, nil); err != nil {
 		return err
 	}
 	if _, err := t.tx.Exec(ctx, "DELETE FROM documents WHERE collection = $1 AND key = $2", coll, key); err != nil {
@@ -92,7 +87,7 @@ func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx
 	for attempt := 1; ; attempt++ {
 		var fnErr error
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
-			fnErr = fn(ctx, &pgTx{tx: tx, writes: map[[2]string]bool{}})
+			fnErr = fn(ctx, &pgTx{tx: tx})
 			return fnErr
 		})
 		var pgErr *pgconn.PgError
@@ -119,18 +114,7 @@ func (s *Store) Update(ctx context.Context, fn func(context.Context, docstore.Tx
 }
 
 func (s *Store) Get(ctx context.Context, coll, key string, dst any) (bool, error) {
-	if err := docstore.CheckKey(coll, key); err != nil {
-		return false, err
-	}
-	var raw []byte
-	err := s.pool.QueryRow(ctx, "SELECT doc FROM documents WHERE collection = $1 AND key = $2", coll, key).Scan(&raw)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, classify(fmt.Errorf("pgstore: get %s/%s: %w", coll, key, err))
-	}
-	return true, json.Unmarshal(raw, dst)
+	return getDoc(ctx, s.pool, coll, key, dst)
 }
 
 // List reads the whole collection before calling fn, so that fn may itself use the

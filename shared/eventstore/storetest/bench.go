@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,6 +71,7 @@ func benchReplay(b *testing.B, s eventstore.Store) {
 		}
 	}
 	b.ResetTimer()
+	m := startAllocs()
 	start := time.Now()
 	for range b.N {
 		if evs, err := s.Load(context.Background(), st, eventstore.Range{}); err != nil || len(evs) != 10000 {
@@ -77,6 +79,24 @@ func benchReplay(b *testing.B, s eventstore.Store) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*10000/time.Since(start).Seconds(), "events/s")
+	m.report(b, b.N*10000)
+}
+
+// allocCount measures a benchmark's allocations per event read, the figure that decides
+// how much of a replay the garbage collector costs.
+type allocCount struct{ mallocs, bytes uint64 }
+
+func startAllocs() allocCount {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return allocCount{ms.Mallocs, ms.TotalAlloc}
+}
+
+func (a allocCount) report(b *testing.B, events int) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.Mallocs-a.mallocs)/float64(events), "allocs/event")
+	b.ReportMetric(float64(ms.TotalAlloc-a.bytes)/float64(events), "B/event")
 }
 
 func benchFeed(b *testing.B, s eventstore.Store, f eventstore.Feed) {
@@ -87,6 +107,7 @@ func benchFeed(b *testing.B, s eventstore.Store, f eventstore.Feed) {
 		}
 	}
 	b.ResetTimer()
+	m := startAllocs()
 	start := time.Now()
 	read := 0
 	for range b.N {
@@ -103,4 +124,5 @@ func benchFeed(b *testing.B, s eventstore.Store, f eventstore.Feed) {
 		}
 	}
 	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
+	m.report(b, read)
 }
