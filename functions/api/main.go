@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/metrics"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
@@ -26,5 +27,5 @@ func main() {
 		os.Exit(1)
 	}
 	sys.SetActor(api.JWTActor)
-	lambda.Start(api.GatewayHandler(sys.Handler))
+	lambda.Start(metrics.Flushed(metrics.NewEMF(os.Stdout, "api"), sys.Metrics, api.GatewayHandler(sys.Handler)))
 }

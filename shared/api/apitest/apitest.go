@@ -568,7 +568,7 @@ func testOperations(t *testing.T, c *Client) {
 	if _, ok := r.Body["redriven"]; !ok {
 		t.Fatalf("redrive: %s", r.Raw)
 	}
-	r = c.Must(200, "GET", "/metrics", nil)
+	r = c.Must(200, "GET", "/metrics.json", nil)
 	for _, k := range []string{"eventsPerSecond", "eventsAppended", "latencyMs", "errorRate", "deadLetters", "snapshotsCreated"} {
 		if _, ok := r.Body[k]; !ok {
 			t.Errorf("metrics lack %q: %s", k, r.Raw)
