@@ -75,7 +75,7 @@ async function loadProjections() {
     btn.addEventListener("click", () => rebuild(p.name, btn));
     const tr = el("tr", { "data-projection": p.name },
       el("td", {}, p.name),
-      el("td", { class: "status-" + p.status }, p.status + (p.lastError ? " (" + p.lastError + ")" : "")),
+      el("td", { class: "wrap status-" + p.status }, p.status + (p.lastError ? " (" + p.lastError + ")" : "")),
       el("td", {}, lagText(p.lag)),
       el("td", {}, p.checkpoint != null ? p.checkpoint : "—"),
       el("td", {}, p.parked || 0),
@@ -156,9 +156,10 @@ function nice(v) {
 }
 
 function fmt(v) {
+  if (v === 0) return "0";
   if (v >= 100) return Math.round(v).toString();
   if (v >= 1) return v.toFixed(1);
-  return v.toFixed(2);
+  return Number(v.toPrecision(2)).toString();
 }
 
 // lines draws series (arrays of numbers, same length) on a shared y axis from 0.
@@ -208,7 +209,7 @@ function bars(canvas, labels, values, note) {
   ctx.fillStyle = "#6b7385";
   ctx.fillText(fmt(top), 2, T + 4);
   ctx.fillText("0", 2, H - B);
-  const w = (W - L - 4) / values.length;
+  const w = Math.min(70, (W - L - 4) / values.length);
   values.forEach((v, i) => {
     const h = (H - T - B) * v / top;
     ctx.fillStyle = COLORS[i % COLORS.length];
