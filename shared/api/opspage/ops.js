@@ -22,9 +22,13 @@ function headers(extra) {
   return h;
 }
 
+// The API's base: the page is served at <base>/ops, where <base> is "" locally and the
+// stage ("/prod") behind API Gateway.
+const BASE = window.location.pathname.replace(/\/ops$/, "");
+
 // api returns the decoded body, or throws an Error carrying the API's error code.
 async function api(method, path) {
-  const res = await fetch(path, { method, headers: headers() });
+  const res = await fetch(BASE + path, { method, headers: headers() });
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
@@ -156,7 +160,7 @@ function nice(v) {
 }
 
 function fmt(v) {
-  if (v === 0) return "0";
+  if (Number.isInteger(v)) return String(v);
   if (v >= 100) return Math.round(v).toString();
   if (v >= 1) return v.toFixed(1);
   return Number(v.toPrecision(2)).toString();
