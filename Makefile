@@ -16,7 +16,7 @@ vet:
 # The quick loop: packages whose tests start no emulator (none imports shared/emulator).
 UNIT_PKGS = $(shell $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | \
 	awk '!/shared\/emulator/ {print $$1}')
-test-unit:
+test-unit: chromium
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Every Go test, emulator suites and the fault harness included. -timeout: the harness

@@ -210,6 +210,13 @@ func TestOpsPageInChromium(t *testing.T) {
 	if len(events) != 1 || !strings.Contains(state, `"version": 1`) || !strings.Contains(state, `"balance": 100`) {
 		t.Errorf("as of %s: %d events, state %s", firstAt, len(events), state)
 	}
+	// The rebuild progress and lag as GET /projections reports them when a rebuild runs.
+	cell, err := chromedp.Run(ctx, chromedp.Evaluate[string](`rebuildCell({name: "accounts", status: "rebuilding",
+		rebuild: {phase: "catch-up", done: 50, total: 200, rate: 1234.5, eta: "5s"}}).textContent + " | " +
+		lagText(7) + " | " + lagText({records: 3, ageMs: 1200}) + " | " + lagText(null)`))
+	if want := " catch-up · 50/200 · 1235 ev/s · eta 5s | 7 events | records 3, ageMs 1200 | —"; err != nil || cell != want {
+		t.Errorf("rebuild progress and lag: %q, want %q (%v)", cell, want, err)
+	}
 	if errs := console.wait(t, ctx); len(errs) > 0 {
 		t.Errorf("the page reported errors:\n%s", strings.Join(errs, "\n"))
 	}
