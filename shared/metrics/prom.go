@@ -25,6 +25,7 @@ type promMetrics struct {
 	snapshots     prometheus.Counter
 	snapshotBytes prometheus.Histogram
 	lag           prometheus.Gauge
+	handler       http.Handler
 }
 
 func newProm(m *Metrics) *promMetrics {
@@ -60,10 +61,9 @@ func newProm(m *Metrics) *promMetrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ecm_uptime_seconds", Help: "Seconds since the process's metrics began."},
 			func() float64 { return m.now().Sub(m.started).Seconds() }))
+	p.handler = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 	return p
 }
 
 // Handler serves the Prometheus text exposition of these metrics.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.prom.reg, promhttp.HandlerOpts{Registry: m.prom.reg})
-}
+func (m *Metrics) Handler() http.Handler { return m.prom.handler }
