@@ -12,7 +12,9 @@ import (
 // Counting wraps a backend so that every append through it is counted, whoever makes it
 // (HTTP commands, the saga, the redrive, tools), with its conflicts, the aggregate loads'
 // durations and the snapshots written with their size. The result implements
-// eventstore.Feed when b does.
+// eventstore.Feed when b does. An append the store recognises as one it already holds (a
+// retry by event id) writes nothing but answers as a success, and is counted again: the
+// figure is appends acknowledged.
 func Counting(b eventstore.Backend, m *Metrics) eventstore.Backend {
 	c := &counting{Backend: b, m: m}
 	if f, ok := b.(eventstore.Feed); ok {
