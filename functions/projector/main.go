@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/ecmstore/ecmstore/shared/metrics"
 	"github.com/ecmstore/ecmstore/shared/projection"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
@@ -17,5 +18,6 @@ import (
 func main() {
 	sys := system.MustOpen(slog.New(slog.NewJSONHandler(os.Stdout, nil)))
 	readModels := func(p projection.Projection) bool { return !projection.IsReactor(p) }
-	lambda.Start(sys.StreamHandler(readModels).Handle)
+	handle := metrics.StreamBatch(sys.Metrics, sys.StreamHandler(readModels).Handle)
+	lambda.Start(metrics.Flushed(metrics.NewEMF(os.Stdout, "projector"), sys.Metrics, handle))
 }

@@ -12,10 +12,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/ecmstore/ecmstore/shared/metrics"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
 func main() {
 	sys := system.MustOpen(slog.New(slog.NewJSONHandler(os.Stdout, nil)))
-	lambda.Start(sys.Redriver().Handle)
+	// One Function dimension per deployment: redrive-read-models, redrive-sagas.
+	emf := metrics.NewEMF(os.Stdout, "redrive-"+sys.Config.RedriveScope)
+	lambda.Start(metrics.Flushed(emf, sys.Metrics, metrics.QueueBatch(sys.Metrics, sys.Redriver().Handle)))
 }

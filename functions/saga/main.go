@@ -9,11 +9,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/ecmstore/ecmstore/shared/metrics"
 	"github.com/ecmstore/ecmstore/shared/projection"
 	"github.com/ecmstore/ecmstore/shared/system"
 )
 
 func main() {
 	sys := system.MustOpen(slog.New(slog.NewJSONHandler(os.Stdout, nil)))
-	lambda.Start(sys.StreamHandler(projection.IsReactor).Handle)
+	handle := metrics.StreamBatch(sys.Metrics, sys.StreamHandler(projection.IsReactor).Handle)
+	lambda.Start(metrics.Flushed(metrics.NewEMF(os.Stdout, "saga"), sys.Metrics, handle))
 }

@@ -68,8 +68,11 @@ func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
 
 // opsPrefixes are the operations routes: every path equal to one of them or below it
 // needs an admin. They are matched on the path, before routing, so a route added later
-// under these prefixes (by any module) is guarded without further wiring.
-var opsPrefixes = []string{"/projections", "/dead-letters", "/metrics", "/ops", "/events"}
+// under these prefixes (by any module) is guarded without further wiring. The ops page
+// (/ops) is not among them: its files hold no data (a browser cannot attach the operator's
+// JWT to a page load), and every call the page makes goes to a guarded route with the
+// token the operator gives it.
+var opsPrefixes = []string{"/projections", "/dead-letters", "/metrics", "/metrics.json", "/events"}
 
 // IsOpsPath reports whether a path is an operations route. GET /events is one: any filter
 // on it spans every owner's streams; an owner reads its own through /<things>/{id}/events.

@@ -230,7 +230,7 @@ func TestGatewayAccessOwnerPolicy(t *testing.T) {
 		{name: "ops-redrive-user", who: bob, method: "POST", path: "/dead-letters/redrive"},
 		{name: "ops-events-user", who: alice, method: "GET", path: "/events?aggregateType=BankAccount"},
 		{name: "ops-metrics-user", who: bob, method: "GET", path: "/metrics"},
-		{name: "ops-page-user", who: alice, method: "GET", path: "/ops"},
+		{name: "ops-metrics-json-user", who: alice, method: "GET", path: "/metrics.json"},
 		{name: "ops-unknown-projection-route-user", who: bob, method: "GET", path: "/projections/accounts/progress"},
 		{name: "ops-projections-admin-scope", who: opsScope, method: "GET", path: "/projections", shape: true},
 		{name: "ops-rebuild-admin-group", who: opsGroup, method: "POST", path: "/projections/accounts/rebuild", shape: true},
@@ -280,6 +280,28 @@ func TestGatewayAccessFromEnvRefuses(t *testing.T) {
 		t.Setenv("ADMIN_GROUP", tc.group)
 		if _, err := api.GatewayAccessFromEnv(); err == nil {
 			t.Errorf("%+v: accepted", tc)
+		}
+	}
+}
+
+// The ops page's files are public (they hold no data; a browser cannot attach a JWT to a
+// page load): any signed-in user gets them, while the data they call for stays an admin's.
+func TestGatewayOpsPageIsPublic(t *testing.T) {
+	for _, k := range []string{"ACCESS_POLICY", "ADMIN_SCOPE", "ADMIN_GROUP"} {
+		t.Setenv(k, "")
+	}
+	h := api.GatewayHandler(gatewaySystem(t).Handler)
+	for _, c := range []struct{ path, wantType string }{{"/ops", "text/html"}, {"/ops/ops.js", "javascript"}} {
+		res, err := h(context.Background(), gatewayRequest(t, accessCase{name: "ops-page", who: alice, method: "GET", path: c.path}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct := res.Headers["Content-Type"]
+		if ct == "" {
+			ct = strings.Join(res.MultiValueHeaders["Content-Type"], ",")
+		}
+		if res.StatusCode != http.StatusOK || !strings.Contains(ct, c.wantType) {
+			t.Errorf("GET %s as a user: %d %q, want 200 %s", c.path, res.StatusCode, ct, c.wantType)
 		}
 	}
 }

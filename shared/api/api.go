@@ -121,7 +121,9 @@ func (s *Server) routes() {
 	s.Handle("POST /projections/{name}/rebuild", s.rebuild)
 	s.Handle("GET /dead-letters", s.deadLetters)
 	s.Handle("POST /dead-letters/redrive", s.redrive)
-	s.Handle("GET /metrics", s.metrics)
+	s.Handle("GET /metrics", s.prometheus)
+	s.Handle("GET /metrics.json", s.metrics)
+	s.opsPageRoutes()
 }
 
 type ctxKey int

@@ -67,6 +67,7 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Engine.Rebuild(r.Context(), name); err != nil {
 		return err
 	}
+	s.Metrics.Rebuilt(name, time.Since(started))
 	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "status": "rebuilt",
 		"ms": time.Since(started).Milliseconds()})
 	return nil
@@ -87,14 +88,5 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
-	dls, err := s.Engine.DeadLetters(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.Metrics.Snapshot(len(dls)))
 	return nil
 }

@@ -138,7 +138,6 @@ func (s *Server) Committed(events []event.Event) {
 	if len(events) == 0 {
 		return
 	}
-	s.Metrics.EventsAppended(len(events))
 	if s.AfterAppend != nil {
 		s.AfterAppend()
 	}

@@ -36,7 +36,7 @@ type AWSClients struct {
 func openDynamoDB(ctx context.Context, c Config, log *slog.Logger) (Backend, error) {
 	// The standard chain: region, credentials and the AWS_ENDPOINT_URL_* overrides the
 	// SDK reads itself.
-	cfg, err := config.LoadDefaultConfig(ctx)
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(SDKLogger(log)))
 	if err != nil {
 		return Backend{}, fmt.Errorf("aws config: %w", err)
 	}

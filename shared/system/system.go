@@ -151,13 +151,14 @@ func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
 	if b.Close != nil {
 		s.closers = append(s.closers, b.Close)
 	}
-	s.Raw = b.Store
-	s.Store = eventstore.WithUpcasters(b.Store, s.Registry)
+	// Counted at the store, so every writer's appends are (the saga's and the redrive's too).
+	s.Raw = metrics.Counting(b.Store, s.Metrics)
+	s.Store = eventstore.WithUpcasters(s.Raw, s.Registry)
 	if b.Feed != nil {
 		s.Feed = s.Store.(eventstore.Feed)
 	}
 	cfg := aggregate.DefaultConfig()
-	cfg.SnapshotEvery, cfg.Registry, cfg.Logger, cfg.OnSnapshot = c.SnapshotEvery, s.Registry, log, s.Metrics.SnapshotCreated
+	cfg.SnapshotEvery, cfg.Registry, cfg.Logger = c.SnapshotEvery, s.Registry, log
 	s.AggregateConfig = cfg
 	// The modules' repositories hold the registry; it is complete before anything reads.
 	s.Modules = o.domains(api.Env{Store: s.Store, Docs: s.Docs, Aggregate: cfg})

@@ -571,12 +571,23 @@ func testOperations(t *testing.T, c *Client) {
 	if _, ok := r.Body["redriven"]; !ok {
 		t.Fatalf("redrive: %s", r.Raw)
 	}
-	r = c.Must(200, "GET", "/metrics", nil)
+	r = c.Must(200, "GET", "/metrics.json", nil)
 	for _, k := range []string{"eventsPerSecond", "eventsAppended", "latencyMs", "errorRate", "deadLetters", "snapshotsCreated"} {
 		if _, ok := r.Body[k]; !ok {
 			t.Errorf("metrics lack %q: %s", k, r.Raw)
 		}
 	}
+	// Prometheus exposition: the appends above are counted at the store.
+	if r := c.Must(200, "GET", "/metrics", nil); !strings.Contains(string(r.Raw), `ecm_events_appended_total{aggregate_type="BankAccount"}`) ||
+		!strings.Contains(string(r.Raw), "ecm_http_request_duration_seconds_bucket") {
+		t.Errorf("GET /metrics: %.2000s", r.Raw)
+	}
+	if r := c.Must(200, "GET", "/ops", nil); !strings.Contains(string(r.Raw), `<script src="ops/ops.js"`) {
+		t.Errorf("GET /ops: %.500s", r.Raw)
+	}
+	c.Must(200, "GET", "/ops/ops.js", nil)
+	c.Must(404, "GET", "/ops/nothing.js", nil)
+	c.Must(404, "GET", "/ops/index.html", nil)
 }
 
 func testConcurrent(t *testing.T, c *Client) {
