@@ -61,14 +61,44 @@ func (s *Server) projections(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// rebuild is POST /projections/{name}/rebuild: it starts the rebuild as a background job
+// (or finds the one running) and answers 202 at once; the job's progress shows in
+// GET /projections/{name}, the Location.
 func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	started := time.Now()
-	if err := s.Engine.Rebuild(r.Context(), name); err != nil {
+	job, started, err := s.Engine.StartRebuild(r.Context(), name)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "status": "rebuilt",
-		"ms": time.Since(started).Milliseconds()})
+	w.Header().Set("Location", "/projections/"+name)
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": name, "status": "rebuilding", "started": started,
+		"rebuild": job.Progress()})
+	return nil
+}
+
+func (s *Server) projection(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := s.Engine.Lookup(name); err != nil {
+		return err
+	}
+	var head *uint64
+	if s.Feed != nil {
+		h, err := s.Feed.Head(r.Context())
+		if err != nil {
+			return err
+		}
+		head = &h
+	}
+	st, err := s.Engine.Statuses(r.Context(), head)
+	if err != nil {
+		return err
+	}
+	for _, p := range st {
+		if p.Name == name {
+			writeJSON(w, http.StatusOK, p)
+			break
+		}
+	}
 	return nil
 }
 

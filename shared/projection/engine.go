@@ -31,15 +31,33 @@ type Engine struct {
 	byName      map[string]Projection
 	// locks pause live delivery to a projection while it is rebuilt in this process.
 	locks map[string]*sync.RWMutex
-	// rebuilding: the projections this process is rebuilding now (ResumeRebuilds leaves
-	// them alone; a status saying rebuilding without an entry here was cut short).
-	rebuilding sync.Map
+	// Dispatcher, when set, is told of every rebuild job started (on AWS: the rebuild
+	// function's queue). Without one, StepRebuilds (the runner) does the work.
+	Dispatcher Dispatcher
+	// RebuildChunk is how many events a rebuild step queries at a time (default 100).
+	RebuildChunk int
+	// Now is the clock of rebuild jobs (default time.Now).
+	Now func() time.Time
+
+	// gens resolves the projections' generations; Docs is gens, or (for a rebuild's
+	// shadow engine) the generation being built.
+	gens *Generations
+	// rebuildMu: one stepper per rebuild job in this process.
+	rebuildMu *sync.Map
 }
 
-// NewEngine returns an engine for the given projections.
+// NewEngine returns an engine for the given projections. Its Docs is the
+// generation-resolving view of docs (NewGenerations), which readers of the read models
+// should be given too, so that a rebuild's swap is atomic for them.
 func NewEngine(store eventstore.Store, docs docstore.Store, reg *event.Registry, projections ...Projection) *Engine {
+	gens := NewGenerations(docs)
+	gens.register(projections...)
+	return newEngine(store, gens, gens, reg, projections)
+}
+
+func newEngine(store eventstore.Store, gens *Generations, docs docstore.Store, reg *event.Registry, projections []Projection) *Engine {
 	e := &Engine{Store: store, Docs: docs, Registry: reg, Logger: slog.Default(), Attempts: 3,
-		byName: map[string]Projection{}, locks: map[string]*sync.RWMutex{}}
+		byName: map[string]Projection{}, locks: map[string]*sync.RWMutex{}, gens: gens, rebuildMu: &sync.Map{}}
 	for _, p := range projections {
 		e.projections = append(e.projections, p)
 		e.byName[p.Name()] = p
@@ -589,8 +607,9 @@ func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 			ps = append(ps, p)
 		}
 	}
-	sub := NewEngine(en.Store, en.Docs, en.Registry, ps...)
+	sub := newEngine(en.Store, en.gens, en.Docs, en.Registry, ps)
 	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked = en.Sink, en.Logger, en.Attempts, en.OnParked
-	sub.locks = en.locks
+	sub.Dispatcher, sub.RebuildChunk, sub.Now = en.Dispatcher, en.RebuildChunk, en.Now
+	sub.locks, sub.rebuildMu = en.locks, en.rebuildMu
 	return sub
 }

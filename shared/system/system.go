@@ -63,6 +63,8 @@ type Backend struct {
 	Loops func(*System) []func(context.Context)
 	// AWS is set on the DynamoDB backend: the clients the Lambda mains need.
 	AWS *AWSClients
+	// Dispatcher, when set, runs rebuild jobs elsewhere (the rebuild function's queue).
+	Dispatcher projection.Dispatcher
 }
 
 // Opener opens a backend by name.
@@ -99,7 +101,8 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*System, error) {
 
 // Assemble wires a system around an opened backend.
 func Assemble(c Config, b Backend, log *slog.Logger) *System {
-	s := &System{Config: c, Logger: log, Registry: Registry(), Docs: b.Docs, Feed: b.Feed, Metrics: metrics.New()}
+	// Readers get the generation-resolving view: a rebuild's swap is atomic for them.
+	s := &System{Config: c, Logger: log, Registry: Registry(), Docs: projection.NewGenerations(b.Docs), Feed: b.Feed, Metrics: metrics.New()}
 	if b.Close != nil {
 		s.closers = append(s.closers, b.Close)
 	}
@@ -115,7 +118,7 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 	s.buildDomains()
 
 	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, s.projections()...)
-	s.Engine.Logger, s.Engine.Sink = log, b.Sink
+	s.Engine.Logger, s.Engine.Sink, s.Engine.Dispatcher = log, b.Sink, b.Dispatcher
 	s.Engine.OnParked = func(d projection.DeadLetter) { s.Metrics.Parked(d.EventType) }
 
 	var wake func()
@@ -136,6 +139,13 @@ func Assemble(c Config, b Backend, log *slog.Logger) *System {
 				}
 			})
 		}
+	}
+	if s.Runner == nil && b.Dispatcher == nil {
+		// No feed runner (DynamoDB run locally): a loop of its own steps rebuild jobs.
+		s.loops = append(s.loops, s.stepRebuilds)
+	}
+	if s.Runner != nil {
+		s.Engine.Dispatcher = wakeRunner{s.Runner}
 	}
 	s.wake = wake
 	s.AWS = b.AWS
@@ -170,6 +180,27 @@ func (s *System) purgeIdempotency(ctx context.Context) {
 			} else if n > 0 {
 				s.Logger.Info("idempotency records purged", "count", n)
 			}
+		}
+	}
+}
+
+// wakeRunner has the feed runner start on a new rebuild job at once.
+type wakeRunner struct{ r *projection.Runner }
+
+func (w wakeRunner) Dispatch(context.Context, string) error { w.r.Wake(); return nil }
+
+func (s *System) stepRebuilds(ctx context.Context) {
+	for ctx.Err() == nil {
+		moved, err := s.Engine.StepRebuilds(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.Logger.Warn("rebuild", "err", err)
+		}
+		if moved && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
