@@ -168,8 +168,10 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 	}
 	var outcome Outcome
 	st := eventstore.StreamOf(events[0])
-	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	shadow := true
+	update := func(ctx context.Context, tx docstore.Tx) error {
 		outcome = Applied
+		var done []event.Event
 		if !redriving {
 			var dl DeadLetter
 			parked, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl)
@@ -193,6 +195,9 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			case e.Version > g.Version+1:
 				// Stop at the gap (what came before it stays applied); the caller fills it.
 				outcome = Gap
+				if err := en.applyShadow(ctx, tx, p, done, shadow); err != nil {
+					return err
+				}
 				return en.putGuard(ctx, tx, p, st, g, applied)
 			}
 			if err := p.Apply(ctx, tx, e); err != nil {
@@ -200,6 +205,7 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			}
 			g.Version = e.Version
 			applied++
+			done = append(done, e)
 		}
 		if applied == 0 {
 			outcome = Duplicate
@@ -213,9 +219,81 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 				outcome = Blocked
 			}
 		}
+		if err := en.applyShadow(ctx, tx, p, done, shadow); err != nil {
+			return err
+		}
 		return en.putGuard(ctx, tx, p, st, g, applied)
-	})
+	}
+	err := en.Docs.Update(ctx, update)
+	if errors.Is(err, errShadow) {
+		// The copy being built could not take these events: commit them without it (the
+		// rebuild's catch-up replays them into the copy from the store).
+		shadow = false
+		err = en.Docs.Update(ctx, update)
+	}
 	return outcome, err
+}
+
+var errShadow = errors.New("the rebuild's copy could not apply the events")
+
+// applyShadow applies events applied live to the generation a rebuild is building, in
+// the same transaction, where the rebuild has replayed the stream already (its guard is
+// at most a chunk behind: the few events between are loaded from the store). Elsewhere
+// the rebuild's own replay and catch-up bring them. So when the copy is swapped in, it
+// holds every event the active model held, and readers never see a document go back.
+func (en *Engine) applyShadow(ctx context.Context, tx docstore.Tx, p Projection, events []event.Event, enabled bool) error {
+	gt, ok := tx.(*genTx)
+	if !ok || !enabled || len(events) == 0 {
+		return nil
+	}
+	d, err := gt.generations(ctx, p.Name())
+	if err != nil || d.Building == 0 || d.Building == d.Active {
+		return err
+	}
+	stx := pinnedTx{tx: gt.tx, s: en.gens.pin(p, d.Building)}
+	st := eventstore.StreamOf(events[0])
+	var dl DeadLetter
+	if parked, err := stx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl); err != nil || parked {
+		return err
+	}
+	var g guard
+	if _, err := stx.Get(ctx, guardCollection(p.Name()), st.Key(), &g); err != nil {
+		return err
+	}
+	first := events[0].Version
+	switch {
+	case g.Version == 0 || first-g.Version-1 > catchUpChunk:
+		return nil // not replayed yet, or far behind: the rebuild's to bring
+	case first > g.Version+1:
+		missing, err := en.Store.Load(ctx, st, eventstore.Range{From: g.Version + 1, To: first - 1})
+		if err != nil {
+			return err
+		}
+		for i := range missing {
+			if missing[i], err = en.normalise(missing[i]); err != nil {
+				return errShadow
+			}
+		}
+		events = append(missing, events...)
+	}
+	applied := 0
+	for _, e := range events {
+		if e.Version <= g.Version {
+			continue
+		}
+		if e.Version > g.Version+1 {
+			break
+		}
+		if err := p.Apply(ctx, stx, e); err != nil {
+			return fmt.Errorf("%w: %w", errShadow, err)
+		}
+		g.Version = e.Version
+		applied++
+	}
+	if applied == 0 {
+		return nil
+	}
+	return stx.Put(ctx, guardCollection(p.Name()), st.Key(), g)
 }
 
 // unparkIn deletes the stream's dead letter inside tx once the events up to applied are

@@ -28,6 +28,10 @@ const generationCollection = "_generations"
 type generationDoc struct {
 	Active   int64 `json:"active"`
 	Previous int64 `json:"previous"`
+	// Building is the generation a rebuild is building (0: none). Live delivery applies
+	// to it as well as to the active one wherever the rebuild has already replayed the
+	// stream, so the copy is as current as the active model when it is swapped in.
+	Building int64 `json:"building,omitempty"`
 }
 
 // genName is a collection's name in a generation.
@@ -132,16 +136,28 @@ func (g *Generations) DeleteCollection(ctx context.Context, coll string) error {
 
 func (g *Generations) Update(ctx context.Context, fn func(ctx context.Context, tx docstore.Tx) error) error {
 	return g.raw.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		return fn(ctx, &genTx{tx: tx, g: g, active: map[string]int64{}})
+		return fn(ctx, &genTx{tx: tx, g: g, gens: map[string]generationDoc{}})
 	})
 }
 
 // genTx resolves each projection's generation once per transaction, reading the pointer
 // inside it (so a concurrent swap makes the transaction run again).
 type genTx struct {
-	tx     docstore.Tx
-	g      *Generations
-	active map[string]int64
+	tx   docstore.Tx
+	g    *Generations
+	gens map[string]generationDoc
+}
+
+func (t *genTx) generations(ctx context.Context, p string) (generationDoc, error) {
+	d, ok := t.gens[p]
+	if !ok {
+		var err error
+		if d, err = activeGeneration(ctx, t.tx.Get, p); err != nil {
+			return d, err
+		}
+		t.gens[p] = d
+	}
+	return d, nil
 }
 
 func (t *genTx) name(ctx context.Context, coll string) (string, error) {
@@ -149,16 +165,8 @@ func (t *genTx) name(ctx context.Context, coll string) (string, error) {
 	if !ok {
 		return coll, nil
 	}
-	gen, ok := t.active[p]
-	if !ok {
-		d, err := activeGeneration(ctx, t.tx.Get, p)
-		if err != nil {
-			return "", err
-		}
-		gen = d.Active
-		t.active[p] = gen
-	}
-	return genName(coll, gen), nil
+	d, err := t.generations(ctx, p)
+	return genName(coll, d.Active), err
 }
 
 func (t *genTx) Get(ctx context.Context, coll, key string, dst any) (bool, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/memstore"
 	"github.com/ecmstore/ecmstore/shared/projection"
+	"github.com/ecmstore/ecmstore/shared/projection/projectiontest"
 )
 
 var bg = context.Background()
@@ -81,7 +82,7 @@ func (f *fixture) append(t *testing.T, id string, expected int64, evs ...event.E
 func (f *fixture) account(t *testing.T, id string) bank.Account {
 	t.Helper()
 	var a bank.Account
-	if _, err := f.docs.Get(bg, bank.AccountsCollection, id, &a); err != nil {
+	if _, err := f.engine.Docs.Get(bg, bank.AccountsCollection, id, &a); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -255,67 +256,8 @@ func TestRunnerUnderConcurrentWrites(t *testing.T) {
 	}
 }
 
-// cutShort fails every document-store operation after the first n, as a process that
-// dies in the middle of a rebuild would stop writing.
-type cutShort struct {
-	*memstore.Docs
-	n atomic.Int32
-}
-
-var errCut = errors.New("process died")
-
-func (c *cutShort) DeleteCollection(ctx context.Context, coll string) error {
-	if c.n.Add(-1) < 0 {
-		return errCut
-	}
-	return c.Docs.DeleteCollection(ctx, coll)
-}
-
-// A rebuild cut short after clearing the read models but before its guards (the process
-// died) leaves a half-built read model and its status rebuilding; live events applied on
-// top of it would build on nothing. The next process's runner finishes the rebuild first,
-// and every read model ends equal to a replay.
-func TestRebuildCutShortIsFinishedByTheNextRunner(t *testing.T) {
-	f := newFixture(t)
-	for i, id := range []string{"a", "b"} {
-		f.append(t, id, 0, opened(10*i))
-		f.append(t, id, 1, deposit(5))
-	}
-	if err := f.runner.CatchUpAll(bg); err != nil {
-		t.Fatal(err)
-	}
-
-	cut := &cutShort{Docs: f.docs}
-	cut.n.Store(1) // the read models are cleared, the guards are not
-	reg := event.NewRegistry()
-	bank.Register(reg)
-	dying := projection.NewEngine(f.store, cut, reg, f.proj)
-	if err := dying.Rebuild(bg, "accounts"); !errors.Is(err, errCut) {
-		t.Fatalf("rebuild: %v, want it cut short", err)
-	}
-	f.append(t, "a", 2, deposit(7)) // written while nobody rebuilt
-
-	next := projection.NewEngine(f.store, f.docs, reg, f.proj)
-	if err := projection.NewRunner(next, f.store).CatchUpAll(bg); err != nil {
-		t.Fatal(err)
-	}
-	replay := newFixture(t)
-	for _, id := range []string{"a", "b"} {
-		evs, _ := f.store.Load(bg, eventstore.Stream{Type: bank.AggregateType, ID: id}, eventstore.Range{})
-		replay.append(t, id, 0, evs...)
-	}
-	if err := replay.runner.CatchUpAll(bg); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"a", "b"} {
-		got, exp := f.account(t, id), replay.account(t, id)
-		got.LastActivity, exp.LastActivity = nil, nil
-		if !reflect.DeepEqual(got, exp) || got.Version == 0 {
-			t.Fatalf("%s after the rebuild was finished: %+v, a replay gives %+v", id, got, exp)
-		}
-	}
-	st, err := next.Statuses(bg, nil)
-	if err != nil || len(st) != 1 || st[0].Status == "rebuilding" || st[0].RebuiltAt.IsZero() {
-		t.Fatalf("status %+v (%v): still rebuilding", st, err)
-	}
+// A rebuild cut at random points (many seeds) and resumed by the next process: readers
+// never see a half-built model, and the end equals a fresh replay.
+func TestRebuildCutAtRandomPointsInMemory(t *testing.T) {
+	projectiontest.RunRebuildCuts(t, projectiontest.Env{Store: memstore.New(), Docs: memstore.NewDocs(), Seeds: 30})
 }

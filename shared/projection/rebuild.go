@@ -341,9 +341,15 @@ func (en *Engine) prepare(ctx context.Context, p Projection, job RebuildJob) (Re
 		}
 	}
 	now := en.now()
-	return en.saveJob(ctx, job, func(j *RebuildJob) {
+	return en.saveJobWith(ctx, job, func(ctx context.Context, tx docstore.Tx, j *RebuildJob) error {
 		j.Phase, j.Total, j.Done, j.TypeIndex, j.Cursor = PhaseReplaying, total, 0, 0, ""
 		j.Since, j.SweepStart, j.ReplayFrom = time.Time{}, now, now
+		var g generationDoc
+		if _, err := tx.Get(ctx, generationCollection, p.Name(), &g); err != nil {
+			return err
+		}
+		g.Building = j.Generation
+		return tx.Put(ctx, generationCollection, p.Name(), g)
 	})
 }
 
