@@ -60,8 +60,10 @@ type RebuildWorker struct {
 	// continuation message (default 10 s).
 	Margin time.Duration
 	// Retry delays the continuation after a failed chunk (default 10 s).
-	Retry  time.Duration
-	Logger *slog.Logger
+	Retry time.Duration
+	// MaxChunks bounds the chunks of one invocation (0: only the deadline does).
+	MaxChunks int
+	Logger    *slog.Logger
 }
 
 // Handle processes a batch of rebuild messages (the mapping's batch size is 1; more
@@ -96,7 +98,7 @@ func (w *RebuildWorker) Handle(ctx context.Context, ev events.SQSEvent) (events.
 			run, cancel = context.WithDeadline(ctx, dl.Add(-margin))
 			defer cancel()
 		}
-		job, err := w.Engine.RunRebuild(run, msg.Projection)
+		job, err := w.Engine.RunRebuildChunks(run, msg.Projection, w.MaxChunks)
 		if !job.Active() && err == nil {
 			log.Info("rebuild done", "projection", msg.Projection, "job", job.ID, "events", job.Done)
 			continue

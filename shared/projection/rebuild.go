@@ -171,6 +171,11 @@ func (en *Engine) Rebuild(ctx context.Context, name string) error {
 // RunRebuild steps the projection's job until it is done or ctx ends (on AWS the rebuild
 // function gives it a context that ends before the invocation's deadline).
 func (en *Engine) RunRebuild(ctx context.Context, name string) (RebuildJob, error) {
+	return en.RunRebuildChunks(ctx, name, 0)
+}
+
+// RunRebuildChunks is RunRebuild stopping after at most n chunks (n ≤ 0: no limit).
+func (en *Engine) RunRebuildChunks(ctx context.Context, name string, n int) (RebuildJob, error) {
 	p, err := en.Lookup(name)
 	if err != nil {
 		return RebuildJob{}, err
@@ -178,9 +183,9 @@ func (en *Engine) RunRebuild(ctx context.Context, name string) (RebuildJob, erro
 	mu := en.rebuildLock(p.Name())
 	mu.Lock()
 	defer mu.Unlock()
-	for {
+	for i := 1; ; i++ {
 		job, err := en.stepRebuild(ctx, p)
-		if err != nil || !job.Active() {
+		if err != nil || !job.Active() || i == n {
 			return job, err
 		}
 		if ctx.Err() != nil {
