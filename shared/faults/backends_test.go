@@ -86,7 +86,13 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 			},
 			Pump: func(ctx context.Context, sys *system.System, s *faults.Schedule) (bool, error) {
 				poller.Handler = faults.Redeliver(s, sys.Projector().Handle)
-				return poller.Step(ctx)
+				moved, err := poller.Step(ctx)
+				if err != nil {
+					return moved, err
+				}
+				// The rebuild function's part: a chunk of any rebuild job.
+				rebuilt, err := sys.Engine.StepRebuilds(ctx)
+				return moved || rebuilt, err
 			},
 			// Batches the mapping gave up on went to the on-failure destination: their
 			// redrive catches the streams up from the table, as this does.
