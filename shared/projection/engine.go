@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -44,6 +45,8 @@ type Engine struct {
 	gens *Generations
 	// rebuildMu: one stepper per rebuild job in this process.
 	rebuildMu *sync.Map
+	// legacyChecked: StepRebuilds has looked for rebuilds in place left unfinished.
+	legacyChecked atomic.Bool
 }
 
 // NewEngine returns an engine for the given projections. Its Docs is the

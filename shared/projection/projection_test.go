@@ -261,3 +261,44 @@ func TestRunnerUnderConcurrentWrites(t *testing.T) {
 func TestRebuildCutAtRandomPointsInMemory(t *testing.T) {
 	projectiontest.RunRebuildCuts(t, projectiontest.Env{Store: memstore.New(), Docs: memstore.NewDocs(), Seeds: 30})
 }
+
+// A store left by a rebuild in place that a crash cut short (before rebuilds were jobs):
+// its status says rebuilding and its read model is half built. The next runner starts a
+// job for it, and the read model ends equal to a replay.
+func TestRebuildInPlaceCutShortIsRebuiltAsAJob(t *testing.T) {
+	f := newFixture(t)
+	for i, id := range []string{"a", "b"} {
+		f.append(t, id, 0, opened(10*i))
+		f.append(t, id, 1, deposit(5))
+	}
+	if err := f.runner.CatchUpAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bank.Account{"a": f.account(t, "a"), "b": f.account(t, "b")}
+	// What the old rebuild left: b's document cleared, not replayed yet, status rebuilding.
+	if err := f.docs.Update(bg, func(ctx context.Context, tx docstore.Tx) error {
+		if err := tx.Delete(ctx, bank.AccountsCollection, "b"); err != nil {
+			return err
+		}
+		return tx.Put(ctx, "_projections", "accounts", map[string]any{"rebuilding": true, "checkpoint": 4})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := projection.NewRunner(projection.NewEngine(f.store, f.docs, f.engine.Registry, f.proj), f.store)
+	for range 100 {
+		if moved, err := next.Step(bg); err != nil {
+			t.Fatal(err)
+		} else if !moved {
+			break
+		}
+	}
+	for id, w := range want {
+		if got := f.account(t, id); !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s after the job: %+v, want %+v", id, got, w)
+		}
+	}
+	st, err := next.Engine.Statuses(bg, nil)
+	if err != nil || len(st) != 1 || st[0].Status != "running" || st[0].Rebuild == nil || st[0].Rebuild.Phase != projection.PhaseDone {
+		t.Fatalf("status %+v (%v)", st, err)
+	}
+}

@@ -208,6 +208,12 @@ func (en *Engine) ResumeRebuilds(ctx context.Context) error {
 // is stepping now, and reports whether any moved. The runner calls it between feed
 // batches, so a rebuild progresses in the background while live delivery goes on.
 func (en *Engine) StepRebuilds(ctx context.Context) (bool, error) {
+	if !en.legacyChecked.Load() {
+		if err := en.resumeLegacy(ctx); err != nil {
+			return false, err
+		}
+		en.legacyChecked.Store(true)
+	}
 	moved := false
 	for _, p := range en.projections {
 		mu := en.rebuildLock(p.Name())
@@ -226,6 +232,29 @@ func (en *Engine) StepRebuilds(ctx context.Context) (bool, error) {
 		}
 	}
 	return moved, nil
+}
+
+// resumeLegacy starts a job for a projection whose status still says rebuilding from
+// before rebuilds were jobs (a rebuild in place that a crash cut short): its half-built
+// documents are replaced by a new generation.
+func (en *Engine) resumeLegacy(ctx context.Context) error {
+	for _, p := range en.projections {
+		var sd statusDoc
+		if _, err := en.raw().Get(ctx, statusCollection, p.Name(), &sd); err != nil {
+			return err
+		}
+		if !sd.Rebuilding {
+			continue
+		}
+		en.Logger.Warn("a rebuild in place was cut short: rebuilding it as a job", "projection", p.Name())
+		if _, _, err := en.StartRebuild(ctx, p.Name()); err != nil {
+			return err
+		}
+		if err := en.setStatus(ctx, p.Name(), func(s *statusDoc) { s.Rebuilding = false }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (en *Engine) rebuildLock(name string) *sync.Mutex {
