@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/projection"
 )
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
@@ -45,15 +46,7 @@ func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) projections(w http.ResponseWriter, r *http.Request) error {
-	var head *uint64
-	if s.Feed != nil {
-		h, err := s.Feed.Head(r.Context())
-		if err != nil {
-			return err
-		}
-		head = &h
-	}
-	st, err := s.Engine.Statuses(r.Context(), head)
+	st, err := s.statuses(r)
 	if err != nil {
 		return err
 	}
@@ -81,15 +74,7 @@ func (s *Server) projection(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.Engine.Lookup(name); err != nil {
 		return err
 	}
-	var head *uint64
-	if s.Feed != nil {
-		h, err := s.Feed.Head(r.Context())
-		if err != nil {
-			return err
-		}
-		head = &h
-	}
-	st, err := s.Engine.Statuses(r.Context(), head)
+	st, err := s.statuses(r)
 	if err != nil {
 		return err
 	}
@@ -127,4 +112,17 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, s.Metrics.Snapshot(len(dls)))
 	return nil
+}
+
+// statuses reports every projection, with its lag behind the feed head where there is one.
+func (s *Server) statuses(r *http.Request) ([]projection.Status, error) {
+	var head *uint64
+	if s.Feed != nil {
+		h, err := s.Feed.Head(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		head = &h
+	}
+	return s.Engine.Statuses(r.Context(), head)
 }
