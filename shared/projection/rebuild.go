@@ -54,6 +54,7 @@ type RebuildJob struct {
 	Since      time.Time `json:"since,omitzero"`
 	SweepStart time.Time `json:"sweepStart,omitzero"`
 	ReplayFrom time.Time `json:"replayFrom,omitzero"`
+	Cleared    bool      `json:"cleared,omitempty"` // queued: the stale generations are gone
 }
 
 // Active reports whether the job still has work to do.
@@ -344,46 +345,53 @@ func (en *Engine) chunk(ctx context.Context, p Projection, job RebuildJob) (Rebu
 // kept until now for readers that resolved the pointer just before the last swap; and
 // any half-built copy of a job that never finished) and counts the events to replay.
 func (en *Engine) prepare(ctx context.Context, p Projection, job RebuildJob) (RebuildJob, error) {
-	var g generationDoc
-	if _, err := en.raw().Get(ctx, generationCollection, p.Name(), &g); err != nil {
-		return job, err
-	}
-	stale := []int64{job.Generation}
-	if g.Previous != g.Active && g.Previous != job.Generation {
-		stale = append(stale, g.Previous)
-	}
-	for _, gen := range stale {
-		for _, c := range ownedCollections(p) {
-			if err := en.raw().DeleteCollection(ctx, genName(c, gen)); err != nil {
-				return job, fmt.Errorf("clear %s: %w", genName(c, gen), err)
+	if !job.Cleared {
+		var g generationDoc
+		if _, err := en.raw().Get(ctx, generationCollection, p.Name(), &g); err != nil {
+			return job, err
+		}
+		stale := []int64{job.Generation}
+		if g.Previous != g.Active && g.Previous != job.Generation {
+			stale = append(stale, g.Previous)
+		}
+		for _, gen := range stale {
+			for _, c := range ownedCollections(p) {
+				if err := en.raw().DeleteCollection(ctx, genName(c, gen)); err != nil {
+					return job, fmt.Errorf("clear %s: %w", genName(c, gen), err)
+				}
 			}
 		}
-	}
-	var total int64
-	for _, typ := range p.AggregateTypes() {
-		f := eventstore.Filter{AggregateType: typ, Limit: eventstore.MaxPageSize}
-		for {
-			page, err := en.Store.Query(ctx, f)
-			if err != nil {
-				return job, err
+		// From here on live delivery also applies to the copy (where it has been built).
+		return en.saveJobWith(ctx, job, func(ctx context.Context, tx docstore.Tx, j *RebuildJob) error {
+			j.Cleared, j.Total, j.TypeIndex, j.Cursor = true, 0, 0, ""
+			var g generationDoc
+			if _, err := tx.Get(ctx, generationCollection, p.Name(), &g); err != nil {
+				return err
 			}
-			total += int64(len(page.Events))
+			g.Building = j.Generation
+			return tx.Put(ctx, generationCollection, p.Name(), g)
+		})
+	}
+	// Counting, a page a step (checkpointed like the replay: a large store takes more
+	// than one invocation to count on AWS).
+	types := p.AggregateTypes()
+	if job.TypeIndex < len(types) {
+		page, err := en.Store.Query(ctx, eventstore.Filter{AggregateType: types[job.TypeIndex], Limit: eventstore.MaxPageSize, Cursor: job.Cursor})
+		if err != nil {
+			return job, err
+		}
+		return en.saveJob(ctx, job, func(j *RebuildJob) {
+			j.Total += int64(len(page.Events))
+			j.Cursor = page.NextCursor
 			if page.NextCursor == "" {
-				break
+				j.TypeIndex++
 			}
-			f.Cursor = page.NextCursor
-		}
+		})
 	}
 	now := en.now()
-	return en.saveJobWith(ctx, job, func(ctx context.Context, tx docstore.Tx, j *RebuildJob) error {
-		j.Phase, j.Total, j.Done, j.TypeIndex, j.Cursor = PhaseReplaying, total, 0, 0, ""
+	return en.saveJob(ctx, job, func(j *RebuildJob) {
+		j.Phase, j.Done, j.TypeIndex, j.Cursor = PhaseReplaying, 0, 0, ""
 		j.Since, j.SweepStart, j.ReplayFrom = time.Time{}, now, now
-		var g generationDoc
-		if _, err := tx.Get(ctx, generationCollection, p.Name(), &g); err != nil {
-			return err
-		}
-		g.Building = j.Generation
-		return tx.Put(ctx, generationCollection, p.Name(), g)
 	})
 }
 
