@@ -259,7 +259,7 @@ func TestRunnerUnderConcurrentWrites(t *testing.T) {
 // A rebuild cut at random points (many seeds) and resumed by the next process: readers
 // never see a half-built model, and the end equals a fresh replay.
 func TestRebuildCutAtRandomPointsInMemory(t *testing.T) {
-	projectiontest.RunRebuildCuts(t, projectiontest.Env{Store: memstore.New(), Docs: memstore.NewDocs(), Seeds: 30})
+	projectiontest.RunRebuildCuts(t, projectiontest.Env{Store: memstore.New(), Docs: memstore.NewDocs(), Seeds: 20})
 }
 
 // A store left by a rebuild in place that a crash cut short (before rebuilds were jobs):
