@@ -212,7 +212,7 @@ func TestTemplate(t *testing.T) {
 // ---------------------------------------------------------------- code
 
 // wantFunctions are the Lambdas the product deploys.
-var wantFunctions = []string{"ApiFunction", "ProjectorFunction", "RedriveFunction", "SagaFunction", "SagaRedriveFunction"}
+var wantFunctions = []string{"ApiFunction", "ProjectorFunction", "RebuildFunction", "RedriveFunction", "SagaFunction", "SagaRedriveFunction"}
 
 // SAM's makefile build method runs `make build-<LogicalId>` with ARTIFACTS_DIR in the
 // function's CodeUri, where it expects the Makefile: CodeUri is the root for every
@@ -333,6 +333,8 @@ func classify(r string) string {
 		return "dlq"
 	case "GetAtt:SagaDeadLetterQueue.Arn":
 		return "saga-dlq"
+	case "GetAtt:RebuildQueue.Arn":
+		return "rebuild-queue"
 	case "*":
 		return "*"
 	}
@@ -376,6 +378,10 @@ var forbidden = []rule{
 	{"SagaFunction", "index", indexWrites},
 	{"RedriveFunction", "index", indexWrites},
 	{"SagaRedriveFunction", "index", indexWrites},
+	{"RebuildFunction", "index", indexWrites},
+	// Only the rebuild function consumes its queue; the API only dispatches to it.
+	{"ApiFunction", "rebuild-queue", consume},
+	{"*", "rebuild-queue", []string{"sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes"}},
 	{"ProjectorFunction", "index", []string{"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PartiQLDelete",
 		"dynamodb:DeleteTable", "dynamodb:UpdateTable"}},
 	// The read models' side never writes events: the projector, and the redrive of the
@@ -429,6 +435,14 @@ var required = []rule{
 	{"SagaRedriveFunction", "events-stream", []string{"dynamodb:GetShardIterator", "dynamodb:GetRecords"}},
 	{"SagaRedriveFunction", "events", appendEvents},
 	{"SagaRedriveFunction", "index", []string{"dynamodb:Query"}},
+	// Rebuilds: dispatched by the API, run by the rebuild function, which continues a
+	// job through its own queue, replays from the events table (re-issuing the saga's
+	// commands when the saga is rebuilt) and clears old generations through the listing.
+	{"ApiFunction", "rebuild-queue", []string{"sqs:SendMessage"}},
+	{"RebuildFunction", "rebuild-queue", redrive},
+	{"RebuildFunction", "events", appendEvents},
+	{"RebuildFunction", "index", []string{"dynamodb:Query"}},
+	{"RebuildFunction", "readmodel-index", []string{"dynamodb:Query"}},
 }
 
 // actionMatches reports whether an IAM action pattern (case-insensitive, * and ?) covers
@@ -562,6 +576,10 @@ var streamConsumers = map[string]string{"ProjectorFunction": "DeadLetterQueue", 
 
 // deadLetterQueues are the dead-letter queues with the function that consumes each and
 // the REDRIVE_SCOPE it must run with; each has its archive.
+// workQueues are the queues that carry work rather than dead letters, with their one
+// consumer and archive: the rebuild function's.
+var workQueues = []struct{ queue, archive, consumer string }{{"RebuildQueue", "RebuildArchiveQueue", "RebuildFunction"}}
+
 var deadLetterQueues = []struct{ queue, archive, consumer, scope string }{
 	{"DeadLetterQueue", "DeadLetterArchiveQueue", "RedriveFunction", "read-models"},
 	{"SagaDeadLetterQueue", "SagaDeadLetterArchiveQueue", "SagaRedriveFunction", "sagas"},
@@ -654,6 +672,38 @@ func checkQueue(s *stack) []string {
 			p = append(p, fmt.Sprintf("%s: VisibilityTimeout %v, want at least 6 × %s's timeout (%v)", d.queue, vis, d.consumer, timeout))
 		}
 	}
+	// A work queue hides a message over its consumer's timeout (a message must not come
+	// back while the invocation that took it still runs: a rebuild would get a second
+	// stepper), is consumed one message at a time with partial batch responses, is
+	// encrypted, and has an archive.
+	for _, w := range workQueues {
+		props := dig(s.res[w.queue], "Properties")
+		if s.res[w.queue]["Type"] != "AWS::SQS::Queue" {
+			p = append(p, "no queue "+w.queue)
+			continue
+		}
+		if dig(props, "SqsManagedSseEnabled") != true && dig(props, "KmsMasterKeyId") == nil {
+			p = append(p, w.queue+": not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+		}
+		vis, _ := num(dig(props, "VisibilityTimeout"))
+		timeout, _ := num(s.prop(w.consumer, "Timeout"))
+		if timeout == 0 || vis <= timeout {
+			p = append(p, fmt.Sprintf("%s: VisibilityTimeout %v, want over %s's timeout (%v)", w.queue, vis, w.consumer, timeout))
+		}
+		if dig(props, "RedrivePolicy", "deadLetterTargetArn") != "GetAtt:"+w.archive+".Arn" {
+			p = append(p, fmt.Sprintf("%s: no archive %s", w.queue, w.archive))
+		}
+		q := s.events(w.consumer, "SQS")
+		if len(q) != 1 {
+			p = append(p, fmt.Sprintf("%s: %d SQS sources, want %s", w.consumer, len(q), w.queue))
+		}
+		for ev, props := range q {
+			if n, _ := num(dig(props, "BatchSize")); dig(props, "Queue") != "GetAtt:"+w.queue+".Arn" || n != 1 ||
+				!slices.Contains(strs(dig(props, "FunctionResponseTypes")), "ReportBatchItemFailures") {
+				p = append(p, fmt.Sprintf("%s %s: want %s, BatchSize 1, ReportBatchItemFailures: %v", w.consumer, ev, w.queue, props))
+			}
+		}
+	}
 	return p
 }
 
@@ -690,7 +740,14 @@ func checkDeadLetters(s *stack) []string {
 			alarmed[q] = slices.Contains(strs(dig(props, "AlarmActions")), "Ref:AlarmTopic")
 		}
 	}
+	work := map[string]bool{}
+	for _, w := range workQueues {
+		work[w.queue] = true
+	}
 	for _, q := range s.ofType("AWS::SQS::Queue") {
+		if work[q] {
+			continue // checkQueue's; its alarm is on its oldest message's age (checkAlarms)
+		}
 		if !alarmed[q] {
 			p = append(p, q+": no alarm on messages present (ApproximateNumberOfMessagesVisible > 0, notifying AlarmTopic)")
 		}
@@ -743,6 +800,12 @@ func checkAlarms(s *stack) []string {
 		has(d.queue+" depth > 0", func(a alarm) bool {
 			return a.namespace == "AWS/SQS" && a.metric == "ApproximateNumberOfMessagesVisible" && a.dim == "QueueName=GetAtt:"+d.queue+".QueueName" &&
 				a.op == "GreaterThanThreshold" && a.threshold == 0
+		})
+	}
+	for _, w := range workQueues {
+		has(w.queue+" oldest message age", func(a alarm) bool {
+			return a.namespace == "AWS/SQS" && a.metric == "ApproximateAgeOfOldestMessage" && a.dim == "QueueName=GetAtt:"+w.queue+".QueueName" &&
+				a.op == "GreaterThanThreshold" && a.threshold > 0
 		})
 	}
 	for _, fn := range s.functions() {
@@ -875,6 +938,7 @@ var breakages = []struct{ check, what, old, new string }{
 	{"dashboard", "a Function dimension no function reports", `"ProjectorLag", "Function", "projector"`, `"ProjectorLag", "Function", "ProjectorFunction"`},
 	{"dashboard", "a seed-001 panel missing", `"RebuildTime", "Function", "api"`, `"AggregateLoadTime", "Function", "api"`},
 	{"code", "a function whose main package does not exist", "  RedriveFunction:\n", "  RedrivFunction:\n"},
+	{"queue", "a rebuild message back while its invocation still runs", "      VisibilityTimeout: 330\n", "      VisibilityTimeout: 30\n"},
 	{"code", "CodeUri away from the Makefile", "      CodeUri: .\n", "      CodeUri: functions/api\n"},
 	{"code", "an architecture the Makefile does not build", "Architectures: [arm64]", "Architectures: [x86_64]"},
 	{"code", "no makefile build method", "      BuildMethod: makefile\n", "      BuildMethod: go1.x\n"},

@@ -118,6 +118,7 @@ func (s *Server) routes() {
 	s.Handle("GET /healthz", s.health)
 	s.Handle("GET /events", s.queryEvents)
 	s.Handle("GET /projections", s.projections)
+	s.Handle("GET /projections/{name}", s.projection)
 	s.Handle("POST /projections/{name}/rebuild", s.rebuild)
 	s.Handle("GET /dead-letters", s.deadLetters)
 	s.Handle("POST /dead-letters/redrive", s.redrive)

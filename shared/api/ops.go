@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/eventstore"
+	"github.com/ecmstore/ecmstore/shared/projection"
 )
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
@@ -45,15 +46,7 @@ func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) projections(w http.ResponseWriter, r *http.Request) error {
-	var head *uint64
-	if s.Feed != nil {
-		h, err := s.Feed.Head(r.Context())
-		if err != nil {
-			return err
-		}
-		head = &h
-	}
-	st, err := s.Engine.Statuses(r.Context(), head)
+	st, err := s.statuses(r)
 	if err != nil {
 		return err
 	}
@@ -61,15 +54,36 @@ func (s *Server) projections(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// rebuild is POST /projections/{name}/rebuild: it starts the rebuild as a background job
+// (or finds the one running) and answers 202 at once; the job's progress shows in
+// GET /projections/{name}, the Location.
 func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	started := time.Now()
-	if err := s.Engine.Rebuild(r.Context(), name); err != nil {
+	job, started, err := s.Engine.StartRebuild(r.Context(), name)
+	if err != nil {
 		return err
 	}
-	s.Metrics.Rebuilt(name, time.Since(started))
-	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "status": "rebuilt",
-		"ms": time.Since(started).Milliseconds()})
+	w.Header().Set("Location", "/projections/"+name)
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": name, "status": "rebuilding", "started": started,
+		"rebuild": job.Progress()})
+	return nil
+}
+
+func (s *Server) projection(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := s.Engine.Lookup(name); err != nil {
+		return err
+	}
+	st, err := s.statuses(r)
+	if err != nil {
+		return err
+	}
+	for _, p := range st {
+		if p.Name == name {
+			writeJSON(w, http.StatusOK, p)
+			break
+		}
+	}
 	return nil
 }
 
@@ -89,4 +103,17 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// statuses reports every projection, with its lag behind the feed head where there is one.
+func (s *Server) statuses(r *http.Request) ([]projection.Status, error) {
+	var head *uint64
+	if s.Feed != nil {
+		h, err := s.Feed.Head(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		head = &h
+	}
+	return s.Engine.Statuses(r.Context(), head)
 }

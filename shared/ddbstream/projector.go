@@ -55,15 +55,31 @@ func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events
 		}
 		return res, nil
 	}
-	for _, rec := range ev.Records {
+	var last *events.DynamoDBEventRecord
+	defer func() { p.recordPosition(ctx, last) }()
+	for i, rec := range ev.Records {
 		if err := p.record(ctx, rec); err != nil {
 			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
 			res.BatchItemFailures = append(res.BatchItemFailures,
 				events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
 			return res, nil
 		}
+		last = &ev.Records[i]
 	}
 	return res, nil
+}
+
+// recordPosition notes the last record processed in the projections' status documents,
+// where the API function reads the stream path's lag. A failure to note it is logged
+// only: the batch itself went through.
+func (p *Projector) recordPosition(ctx context.Context, rec *events.DynamoDBEventRecord) {
+	if rec == nil {
+		return
+	}
+	pos := projection.StreamPosition{SequenceNumber: rec.Change.SequenceNumber, CreatedAt: rec.Change.ApproximateCreationDateTime.UTC()}
+	if err := p.Engine.RecordStreamPosition(ctx, pos); err != nil {
+		p.logger().Warn("stream position not recorded", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
+	}
 }
 
 // index writes the index items of the batch's events. Snapshots, id guards and records

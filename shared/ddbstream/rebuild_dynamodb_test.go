@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecmstore/ecmstore/infra"
 	"github.com/ecmstore/ecmstore/shared/bank"
+	"github.com/ecmstore/ecmstore/shared/docstore"
 	"github.com/ecmstore/ecmstore/shared/emulator"
 	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
@@ -60,7 +61,7 @@ func TestRebuildDuringIndexLagOnDynamoDB(t *testing.T) {
 			if _, err := poller.Step(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if got := balances(t, docs, want); fmt.Sprint(got) == fmt.Sprint(want) {
+			if got := balances(t, en.Docs, want); fmt.Sprint(got) == fmt.Sprint(want) {
 				return
 			} else if time.Now().After(deadline) {
 				t.Fatalf("read model %v, want %v", got, want)
@@ -92,7 +93,7 @@ func TestRebuildDuringIndexLagOnDynamoDB(t *testing.T) {
 	}
 	// a was found in the index and replayed whole from the table, its un-indexed deposit
 	// included; b, never applied, is not there yet.
-	if got := balances(t, docs, map[string]string{a: "", b: ""}); got[a] != "15" || got[b] != "" {
+	if got := balances(t, en.Docs, map[string]string{a: "", b: ""}); got[a] != "15" || got[b] != "" {
 		t.Fatalf("after the rebuild: %v, want a at 15 and b not yet", got)
 	}
 	// The stream catches up: b is indexed and applied, a's deposit not applied twice.
@@ -109,13 +110,13 @@ func TestRebuildDuringIndexLagOnDynamoDB(t *testing.T) {
 	if err := sweeper.CatchUpSince(ctx, time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got := balances(t, fresh, map[string]string{a: "", b: "", c: ""}); got[a] != "15" || got[b] != "7" || got[c] != "" {
+	if got := balances(t, sweeper.Docs, map[string]string{a: "", b: "", c: ""}); got[a] != "15" || got[b] != "7" || got[c] != "" {
 		t.Fatalf("after the sweep: %v, want a at 15, b at 7, c not indexed yet", got)
 	}
 }
 
 // balances reads the accounts' balances from the read model ("" where there is none).
-func balances(t *testing.T, docs *memstore.Docs, want map[string]string) map[string]string {
+func balances(t *testing.T, docs docstore.Store, want map[string]string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for id := range want {

@@ -62,7 +62,7 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 	ctx := context.Background()
 	ddb, q := emulator.DynamoDB(t), emulator.SQS(t)
 	suffix := fmt.Sprint(time.Now().UnixNano())
-	names := infra.Names{EventsTable: "fevents-" + suffix, ReadModelTable: "fmodels-" + suffix,
+	names := infra.Names{EventsTable: "fevents-" + suffix, ReadModelTable: "fmodels-" + suffix, IndexTable: "findex-" + suffix,
 		DLQ: "fdlq-" + suffix, DLQArchive: "fdlq-archive-" + suffix, SagaDLQ: "fsdlq-" + suffix, SagaDLQArchive: "fsdlq-archive-" + suffix}
 	db, sq := emulator.DynamoDBClient(ddb), emulator.SQSClient(q)
 	url, err := infra.Ensure(ctx, db, sq, names)
@@ -74,19 +74,31 @@ func dynamoTarget(t *testing.T) func(uint64) *faults.Target {
 		t.Fatalf("events table stream: %v", err)
 	}
 	sink := &ddbstream.SQSSink{Client: sq, QueueURL: url.DLQ, SagaQueueURL: url.SagaDLQ}
-	base := system.Backend{Store: dynamostore.New(db, names.EventsTable), Docs: dynamostore.NewDocs(db, names.ReadModelTable), Sink: sink}
+	// The index the projector fills from the stream, as on AWS: rebuilds find their
+	// streams in it.
+	ix := dynamostore.IndexConfig{Table: names.IndexTable, Shards: 4}
+	indexer := dynamostore.NewIndexer(db, ix, quiet())
+	base := system.Backend{Store: dynamostore.New(db, names.EventsTable, dynamostore.WithIndex(ix)), Docs: dynamostore.NewDocs(db, names.ReadModelTable), Sink: sink}
 	poller := &ddbstream.Poller{Streams: emulator.DynamoDBStreamsClient(ddb), StreamArn: aws.ToString(desc.Table.LatestStreamArn),
 		MaxRetry: 3, Logger: quiet()}
 	return func(uint64) *faults.Target {
 		return &faults.Target{Config: system.Config{EventStore: "dynamodb", SnapshotEvery: 3}, Logger: quiet(), Base: base,
 			Wrap: func(_ context.Context, p *faults.Process) (system.Backend, error) {
 				c := emulator.DynamoDBClient(ddb, faults.DynamoDBOptions(p))
-				return system.Backend{Store: dynamostore.New(c, names.EventsTable), Docs: dynamostore.NewDocs(c, names.ReadModelTable),
+				return system.Backend{Store: dynamostore.New(c, names.EventsTable, dynamostore.WithIndex(ix)), Docs: dynamostore.NewDocs(c, names.ReadModelTable),
 					Sink: &ddbstream.SQSSink{Client: emulator.SQSClient(q, faults.SQSOptions(p)), QueueURL: url.DLQ, SagaQueueURL: url.SagaDLQ}}, nil
 			},
 			Pump: func(ctx context.Context, sys *system.System, s *faults.Schedule) (bool, error) {
-				poller.Handler = faults.Redeliver(s, sys.Projector().Handle)
-				return poller.Step(ctx)
+				proj := sys.Projector()
+				proj.Index = indexer
+				poller.Handler = faults.Redeliver(s, proj.Handle)
+				moved, err := poller.Step(ctx)
+				if err != nil {
+					return moved, err
+				}
+				// The rebuild function's part: a chunk of any rebuild job.
+				rebuilt, err := sys.Engine.StepRebuilds(ctx)
+				return moved || rebuilt, err
 			},
 			// Batches the mapping gave up on went to the on-failure destination: their
 			// redrive catches the streams up from the table, as this does.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -26,20 +27,42 @@ type Engine struct {
 	Attempts int
 	// OnParked is told of every newly parked event (metrics).
 	OnParked func(DeadLetter)
+	// OnRebuilt is told when a rebuild job finishes, with how long it ran (metrics).
+	OnRebuilt func(projection string, took time.Duration)
 
 	projections []Projection
 	byName      map[string]Projection
 	// locks pause live delivery to a projection while it is rebuilt in this process.
 	locks map[string]*sync.RWMutex
-	// rebuilding: the projections this process is rebuilding now (ResumeRebuilds leaves
-	// them alone; a status saying rebuilding without an entry here was cut short).
-	rebuilding sync.Map
+	// Dispatcher, when set, is told of every rebuild job started (on AWS: the rebuild
+	// function's queue). Without one, StepRebuilds (the runner) does the work.
+	Dispatcher Dispatcher
+	// RebuildChunk is how many events a rebuild step queries at a time (default 100).
+	RebuildChunk int
+	// Now is the clock of rebuild jobs (default time.Now).
+	Now func() time.Time
+
+	// gens resolves the projections' generations; Docs is gens, or (for a rebuild's
+	// shadow engine) the generation being built.
+	gens *Generations
+	// rebuildMu: one stepper per rebuild job in this process.
+	rebuildMu *sync.Map
+	// legacyChecked: StepRebuilds has looked for rebuilds in place left unfinished.
+	legacyChecked atomic.Bool
 }
 
-// NewEngine returns an engine for the given projections.
+// NewEngine returns an engine for the given projections. Its Docs is the
+// generation-resolving view of docs (NewGenerations), which readers of the read models
+// should be given too, so that a rebuild's swap is atomic for them.
 func NewEngine(store eventstore.Store, docs docstore.Store, reg *event.Registry, projections ...Projection) *Engine {
+	gens := NewGenerations(docs)
+	gens.register(projections...)
+	return newEngine(store, gens, gens, reg, projections)
+}
+
+func newEngine(store eventstore.Store, gens *Generations, docs docstore.Store, reg *event.Registry, projections []Projection) *Engine {
 	e := &Engine{Store: store, Docs: docs, Registry: reg, Logger: slog.Default(), Attempts: 3,
-		byName: map[string]Projection{}, locks: map[string]*sync.RWMutex{}}
+		byName: map[string]Projection{}, locks: map[string]*sync.RWMutex{}, gens: gens, rebuildMu: &sync.Map{}}
 	for _, p := range projections {
 		e.projections = append(e.projections, p)
 		e.byName[p.Name()] = p
@@ -150,8 +173,10 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 	}
 	var outcome Outcome
 	st := eventstore.StreamOf(events[0])
-	err := en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	shadow := true
+	update := func(ctx context.Context, tx docstore.Tx) error {
 		outcome = Applied
+		var done []event.Event
 		if !redriving {
 			var dl DeadLetter
 			parked, err := tx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl)
@@ -175,6 +200,9 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			case e.Version > g.Version+1:
 				// Stop at the gap (what came before it stays applied); the caller fills it.
 				outcome = Gap
+				if err := en.applyShadow(ctx, tx, p, done, shadow); err != nil {
+					return err
+				}
 				return en.putGuard(ctx, tx, p, st, g, applied)
 			}
 			if err := p.Apply(ctx, tx, e); err != nil {
@@ -182,6 +210,7 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 			}
 			g.Version = e.Version
 			applied++
+			done = append(done, e)
 		}
 		if applied == 0 {
 			outcome = Duplicate
@@ -195,9 +224,81 @@ func (en *Engine) applyBatch(ctx context.Context, p Projection, events []event.E
 				outcome = Blocked
 			}
 		}
+		if err := en.applyShadow(ctx, tx, p, done, shadow); err != nil {
+			return err
+		}
 		return en.putGuard(ctx, tx, p, st, g, applied)
-	})
+	}
+	err := en.Docs.Update(ctx, update)
+	if errors.Is(err, errShadow) {
+		// The copy being built could not take these events: commit them without it (the
+		// rebuild's catch-up replays them into the copy from the store).
+		shadow = false
+		err = en.Docs.Update(ctx, update)
+	}
 	return outcome, err
+}
+
+var errShadow = errors.New("the rebuild's copy could not apply the events")
+
+// applyShadow applies events applied live to the generation a rebuild is building, in
+// the same transaction, where the rebuild has replayed the stream already (its guard is
+// at most a chunk behind: the few events between are loaded from the store). Elsewhere
+// the rebuild's own replay and catch-up bring them. So when the copy is swapped in, it
+// holds every event the active model held, and readers never see a document go back.
+func (en *Engine) applyShadow(ctx context.Context, tx docstore.Tx, p Projection, events []event.Event, enabled bool) error {
+	gt, ok := tx.(*genTx)
+	if !ok || !enabled || len(events) == 0 {
+		return nil
+	}
+	d, err := gt.generations(ctx, p.Name())
+	if err != nil || d.Building == 0 || d.Building == d.Active {
+		return err
+	}
+	stx := pinnedTx{tx: gt.tx, s: en.gens.pin(p, d.Building)}
+	st := eventstore.StreamOf(events[0])
+	var dl DeadLetter
+	if parked, err := stx.Get(ctx, parkedCollection(p.Name()), st.Key(), &dl); err != nil || parked {
+		return err
+	}
+	var g guard
+	if _, err := stx.Get(ctx, guardCollection(p.Name()), st.Key(), &g); err != nil {
+		return err
+	}
+	first := events[0].Version
+	switch {
+	case g.Version == 0 || first-g.Version-1 > catchUpChunk:
+		return nil // not replayed yet, or far behind: the rebuild's to bring
+	case first > g.Version+1:
+		missing, err := en.Store.Load(ctx, st, eventstore.Range{From: g.Version + 1, To: first - 1})
+		if err != nil {
+			return err
+		}
+		for i := range missing {
+			if missing[i], err = en.normalise(missing[i]); err != nil {
+				return errShadow
+			}
+		}
+		events = append(missing, events...)
+	}
+	applied := 0
+	for _, e := range events {
+		if e.Version <= g.Version {
+			continue
+		}
+		if e.Version > g.Version+1 {
+			break
+		}
+		if err := p.Apply(ctx, stx, e); err != nil {
+			return fmt.Errorf("%w: %w", errShadow, err)
+		}
+		g.Version = e.Version
+		applied++
+	}
+	if applied == 0 {
+		return nil
+	}
+	return stx.Put(ctx, guardCollection(p.Name()), st.Key(), g)
 }
 
 // unparkIn deletes the stream's dead letter inside tx once the events up to applied are
@@ -589,8 +690,9 @@ func (en *Engine) Subset(keep func(Projection) bool) *Engine {
 			ps = append(ps, p)
 		}
 	}
-	sub := NewEngine(en.Store, en.Docs, en.Registry, ps...)
-	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked = en.Sink, en.Logger, en.Attempts, en.OnParked
-	sub.locks = en.locks
+	sub := newEngine(en.Store, en.gens, en.Docs, en.Registry, ps)
+	sub.Sink, sub.Logger, sub.Attempts, sub.OnParked, sub.OnRebuilt = en.Sink, en.Logger, en.Attempts, en.OnParked, en.OnRebuilt
+	sub.Dispatcher, sub.RebuildChunk, sub.Now = en.Dispatcher, en.RebuildChunk, en.Now
+	sub.locks, sub.rebuildMu = en.locks, en.rebuildMu
 	return sub
 }

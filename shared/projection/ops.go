@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
+	"github.com/ecmstore/ecmstore/shared/event"
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 )
 
@@ -162,86 +163,6 @@ func (en *Engine) repark(ctx context.Context, p Projection, d DeadLetter, cause 
 	return en.notify(ctx, p, d)
 }
 
-// Rebuild empties a projection and replays every stream it follows from the event store
-// (not from a stream with 24-hour retention). Live delivery to it in this process waits
-// meanwhile, and a second sweep picks up streams that changed during the first. Delivery
-// in other processes (the projector Lambda) is not paused: GET /projections shows the
-// projection as rebuilding, and on AWS a rebuild should run with the projector's event
-// source mapping disabled.
-func (en *Engine) Rebuild(ctx context.Context, name string) error {
-	p, err := en.Lookup(name)
-	if err != nil {
-		return err
-	}
-	en.rebuilding.Store(name, true)
-	defer en.rebuilding.Delete(name)
-	lock := en.locks[name]
-	lock.Lock()
-	defer lock.Unlock()
-	started := time.Now().UTC()
-	if err := en.setStatus(ctx, name, func(s *statusDoc) { s.Rebuilding = true }); err != nil {
-		return err
-	}
-	for _, c := range append(p.Collections(), guardCollection(name), parkedCollection(name)) {
-		if err := en.Docs.DeleteCollection(ctx, c); err != nil {
-			return fmt.Errorf("rebuild %s: clear %s: %w", name, c, err)
-		}
-	}
-	if err := en.sweep(ctx, p, time.Time{}); err != nil {
-		return fmt.Errorf("rebuild %s: %w", name, err)
-	}
-	if err := en.sweep(ctx, p, started.Add(-time.Minute)); err != nil {
-		return fmt.Errorf("rebuild %s: %w", name, err)
-	}
-	return en.setStatus(ctx, name, func(s *statusDoc) { s.Rebuilding = false; s.RebuiltAt = time.Now().UTC() })
-}
-
-// ResumeRebuilds finishes the rebuilds a crash (or a failure) left with their status
-// still rebuilding and that this process is not running: the collections are cleared and
-// replayed again, so the half-built read model they left ends equal to a replay. A
-// process calls it when it starts delivering (the runner's first step).
-func (en *Engine) ResumeRebuilds(ctx context.Context) error {
-	for _, p := range en.projections {
-		var s statusDoc
-		ok, err := en.Docs.Get(ctx, statusCollection, p.Name(), &s)
-		if err != nil {
-			return err
-		}
-		if !ok || !s.Rebuilding {
-			continue
-		}
-		if _, running := en.rebuilding.Load(p.Name()); running {
-			continue
-		}
-		en.Logger.Warn("finishing a rebuild that was cut short", "projection", p.Name())
-		if err := en.Rebuild(ctx, p.Name()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sweep catches up every stream of the projection's aggregate types that has events
-// since the given time.
-func (en *Engine) sweep(ctx context.Context, p Projection, since time.Time) error {
-	for _, typ := range p.AggregateTypes() {
-		err := en.eachStream(ctx, typ, since, func(st eventstore.Stream) error {
-			if _, err := en.catchUp(ctx, p, st, false); err != nil {
-				var ae *applyError
-				if !errors.As(err, &ae) {
-					return err
-				}
-				return en.park(ctx, p, ae.event, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // eachStream calls fn once for every stream of an aggregate type with events since t.
 func (en *Engine) eachStream(ctx context.Context, typ string, since time.Time, fn func(eventstore.Stream) error) error {
 	seen := map[string]bool{}
@@ -269,7 +190,7 @@ func (en *Engine) eachStream(ctx context.Context, typ string, since time.Time, f
 }
 
 func (en *Engine) setStatus(ctx context.Context, name string, fn func(*statusDoc)) error {
-	return en.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	return en.raw().Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		var s statusDoc
 		if _, err := tx.Get(ctx, statusCollection, name, &s); err != nil {
 			return err
@@ -284,18 +205,26 @@ func (en *Engine) Statuses(ctx context.Context, head *uint64) ([]Status, error) 
 	var out []Status
 	for _, p := range en.projections {
 		var sd statusDoc
-		if _, err := en.Docs.Get(ctx, statusCollection, p.Name(), &sd); err != nil {
+		if _, err := en.raw().Get(ctx, statusCollection, p.Name(), &sd); err != nil {
 			return nil, err
 		}
-		st := Status{Name: p.Name(), Status: "running", Checkpoint: sd.Checkpoint, RebuiltAt: sd.RebuiltAt}
-		if sd.Rebuilding {
-			st.Status = "rebuilding"
+		st := Status{Name: p.Name(), Status: "running", Checkpoint: sd.Checkpoint, RebuiltAt: sd.RebuiltAt, LastRecord: sd.LastRecord}
+		job, found, err := en.RebuildJob(ctx, p.Name())
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			pr := job.Progress()
+			st.Rebuild = &pr
+			if job.Active() {
+				st.Status = "rebuilding"
+			}
 		}
 		if head != nil {
 			lag := *head - min(*head, sd.Checkpoint)
 			st.Lag = &lag
 		}
-		err := en.Docs.List(ctx, parkedCollection(p.Name()), func(_ string, raw json.RawMessage) error {
+		err = en.Docs.List(ctx, parkedCollection(p.Name()), func(_ string, raw json.RawMessage) error {
 			st.Parked++
 			if d, err := decodeDeadLetter(raw); err == nil {
 				st.LastError = d.Error
@@ -313,17 +242,45 @@ func (en *Engine) Statuses(ctx context.Context, head *uint64) ([]Status, error) 
 	return out, nil
 }
 
+// RecordStreamPosition notes, for every projection of the engine, the last stream record
+// it processed (the projector function after each batch), so that GET /projections,
+// served by another function, reports the stream path's lag.
+func (en *Engine) RecordStreamPosition(ctx context.Context, pos StreamPosition) error {
+	if pos.ProcessedAt.IsZero() {
+		pos.ProcessedAt = en.now()
+	}
+	if !pos.CreatedAt.IsZero() {
+		pos.AgeSeconds = max(0, pos.ProcessedAt.Sub(pos.CreatedAt).Seconds())
+	}
+	return en.raw().Update(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		for _, p := range en.projections {
+			var s statusDoc
+			if _, err := tx.Get(ctx, statusCollection, p.Name(), &s); err != nil {
+				return err
+			}
+			s.LastRecord = &pos
+			if err := tx.Put(ctx, statusCollection, p.Name(), s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Checkpoint returns a projection's feed position.
 func (en *Engine) Checkpoint(ctx context.Context, name string) (uint64, error) {
 	var sd statusDoc
-	_, err := en.Docs.Get(ctx, statusCollection, name, &sd)
+	_, err := en.raw().Get(ctx, statusCollection, name, &sd)
 	return sd.Checkpoint, err
 }
 
-func (en *Engine) saveCheckpoint(ctx context.Context, name string, pos uint64) error {
+func (en *Engine) saveCheckpoint(ctx context.Context, name string, last event.Event) error {
+	now := en.now()
 	return en.setStatus(ctx, name, func(s *statusDoc) {
-		if pos > s.Checkpoint {
-			s.Checkpoint = pos
+		if last.Position > s.Checkpoint {
+			s.Checkpoint = last.Position
+			s.LastRecord = &StreamPosition{Position: last.Position, CreatedAt: last.Timestamp, ProcessedAt: now,
+				AgeSeconds: max(0, now.Sub(last.Timestamp).Seconds())}
 		}
 	})
 }

@@ -106,12 +106,31 @@ type Status struct {
 	Parked     int       `json:"parked"`
 	LastError  string    `json:"lastError,omitempty"`
 	RebuiltAt  time.Time `json:"rebuiltAt,omitzero"`
+	// LastRecord is the last event or stream record delivered live: how old it was when
+	// it was processed is the lag on every backend, DynamoDB's stream path included.
+	LastRecord *StreamPosition `json:"lastRecord"`
+	// Rebuild is the latest rebuild job, running or done (absent if there never was one).
+	Rebuild *RebuildProgress `json:"rebuild,omitempty"`
+}
+
+// StreamPosition is the last record live delivery processed: a feed position, or a
+// DynamoDB stream record's sequence number, with the record's creation time (the
+// stream's ApproximateCreationDateTime) and when it was processed.
+type StreamPosition struct {
+	Position       uint64    `json:"position,omitempty"`
+	SequenceNumber string    `json:"sequenceNumber,omitempty"`
+	CreatedAt      time.Time `json:"createdAt,omitzero"`
+	ProcessedAt    time.Time `json:"processedAt"`
+	// AgeSeconds is ProcessedAt − CreatedAt: how far behind live delivery was (Lambda's
+	// IteratorAge).
+	AgeSeconds float64 `json:"ageSeconds"`
 }
 
 type statusDoc struct {
-	Rebuilding bool      `json:"rebuilding"`
-	RebuiltAt  time.Time `json:"rebuiltAt,omitzero"`
-	Checkpoint uint64    `json:"checkpoint"`
+	Rebuilding bool            `json:"rebuilding,omitempty"` // before rebuild jobs: no longer written
+	RebuiltAt  time.Time       `json:"rebuiltAt,omitzero"`
+	Checkpoint uint64          `json:"checkpoint"`
+	LastRecord *StreamPosition `json:"lastRecord,omitempty"`
 }
 
 func decodeDeadLetter(raw json.RawMessage) (DeadLetter, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore"
 	"github.com/ecmstore/ecmstore/shared/eventstore/memstore"
 	"github.com/ecmstore/ecmstore/shared/projection"
+	"github.com/ecmstore/ecmstore/shared/projection/projectiontest"
 )
 
 var bg = context.Background()
@@ -81,7 +82,7 @@ func (f *fixture) append(t *testing.T, id string, expected int64, evs ...event.E
 func (f *fixture) account(t *testing.T, id string) bank.Account {
 	t.Helper()
 	var a bank.Account
-	if _, err := f.docs.Get(bg, bank.AccountsCollection, id, &a); err != nil {
+	if _, err := f.engine.Docs.Get(bg, bank.AccountsCollection, id, &a); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -255,27 +256,16 @@ func TestRunnerUnderConcurrentWrites(t *testing.T) {
 	}
 }
 
-// cutShort fails every document-store operation after the first n, as a process that
-// dies in the middle of a rebuild would stop writing.
-type cutShort struct {
-	*memstore.Docs
-	n atomic.Int32
+// A rebuild cut at random points (many seeds) and resumed by the next process: readers
+// never see a half-built model, and the end equals a fresh replay.
+func TestRebuildCutAtRandomPointsInMemory(t *testing.T) {
+	projectiontest.RunRebuildCuts(t, projectiontest.Env{Store: memstore.New(), Docs: memstore.NewDocs(), Seeds: 20})
 }
 
-var errCut = errors.New("process died")
-
-func (c *cutShort) DeleteCollection(ctx context.Context, coll string) error {
-	if c.n.Add(-1) < 0 {
-		return errCut
-	}
-	return c.Docs.DeleteCollection(ctx, coll)
-}
-
-// A rebuild cut short after clearing the read models but before its guards (the process
-// died) leaves a half-built read model and its status rebuilding; live events applied on
-// top of it would build on nothing. The next process's runner finishes the rebuild first,
-// and every read model ends equal to a replay.
-func TestRebuildCutShortIsFinishedByTheNextRunner(t *testing.T) {
+// A store left by a rebuild in place that a crash cut short (before rebuilds were jobs):
+// its status says rebuilding and its read model is half built. The next runner starts a
+// job for it, and the read model ends equal to a replay.
+func TestRebuildInPlaceCutShortIsRebuiltAsAJob(t *testing.T) {
 	f := newFixture(t)
 	for i, id := range []string{"a", "b"} {
 		f.append(t, id, 0, opened(10*i))
@@ -284,38 +274,75 @@ func TestRebuildCutShortIsFinishedByTheNextRunner(t *testing.T) {
 	if err := f.runner.CatchUpAll(bg); err != nil {
 		t.Fatal(err)
 	}
-
-	cut := &cutShort{Docs: f.docs}
-	cut.n.Store(1) // the read models are cleared, the guards are not
-	reg := event.NewRegistry()
-	bank.Register(reg)
-	dying := projection.NewEngine(f.store, cut, reg, f.proj)
-	if err := dying.Rebuild(bg, "accounts"); !errors.Is(err, errCut) {
-		t.Fatalf("rebuild: %v, want it cut short", err)
-	}
-	f.append(t, "a", 2, deposit(7)) // written while nobody rebuilt
-
-	next := projection.NewEngine(f.store, f.docs, reg, f.proj)
-	if err := projection.NewRunner(next, f.store).CatchUpAll(bg); err != nil {
+	want := map[string]bank.Account{"a": f.account(t, "a"), "b": f.account(t, "b")}
+	// What the old rebuild left: b's document cleared, not replayed yet, status rebuilding.
+	if err := f.docs.Update(bg, func(ctx context.Context, tx docstore.Tx) error {
+		if err := tx.Delete(ctx, bank.AccountsCollection, "b"); err != nil {
+			return err
+		}
+		return tx.Put(ctx, "_projections", "accounts", map[string]any{"rebuilding": true, "checkpoint": 4})
+	}); err != nil {
 		t.Fatal(err)
 	}
-	replay := newFixture(t)
-	for _, id := range []string{"a", "b"} {
-		evs, _ := f.store.Load(bg, eventstore.Stream{Type: bank.AggregateType, ID: id}, eventstore.Range{})
-		replay.append(t, id, 0, evs...)
-	}
-	if err := replay.runner.CatchUpAll(bg); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"a", "b"} {
-		got, exp := f.account(t, id), replay.account(t, id)
-		got.LastActivity, exp.LastActivity = nil, nil
-		if !reflect.DeepEqual(got, exp) || got.Version == 0 {
-			t.Fatalf("%s after the rebuild was finished: %+v, a replay gives %+v", id, got, exp)
+	next := projection.NewRunner(projection.NewEngine(f.store, f.docs, f.engine.Registry, f.proj), f.store)
+	for range 100 {
+		if moved, err := next.Step(bg); err != nil {
+			t.Fatal(err)
+		} else if !moved {
+			break
 		}
 	}
-	st, err := next.Statuses(bg, nil)
-	if err != nil || len(st) != 1 || st[0].Status == "rebuilding" || st[0].RebuiltAt.IsZero() {
-		t.Fatalf("status %+v (%v): still rebuilding", st, err)
+	for id, w := range want {
+		if got := f.account(t, id); !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s after the job: %+v, want %+v", id, got, w)
+		}
+	}
+	st, err := next.Engine.Statuses(bg, nil)
+	if err != nil || len(st) != 1 || st[0].Status != "running" || st[0].Rebuild == nil || st[0].Rebuild.Phase != projection.PhaseDone {
+		t.Fatalf("status %+v (%v)", st, err)
+	}
+}
+
+// Two processes stepping one rebuild job at once (a duplicate queue message on AWS, two
+// local servers on one database): each checkpoint is written only by the stepper that
+// read the one before, the work is idempotent, and the end equals what live delivery built.
+func TestRebuildSteppedByTwoProcessesAtOnce(t *testing.T) {
+	f := newFixture(t)
+	for i, id := range []string{"a", "b", "c", "d"} {
+		f.append(t, id, 0, opened(i))
+		for j := range 5 {
+			f.append(t, id, int64(j+1), deposit(j))
+		}
+	}
+	if err := f.runner.CatchUpAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bank.Account{}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		want[id] = f.account(t, id)
+	}
+	if _, _, err := f.engine.StartRebuild(bg, "accounts"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		en := projection.NewEngine(f.store, f.docs, f.engine.Registry, f.proj)
+		en.RebuildChunk = 1
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = en.RunRebuild(bg, "accounts") }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	job, _, err := f.engine.RebuildJob(bg, "accounts")
+	if err != nil || job.Phase != projection.PhaseDone || job.Done != job.Total || job.Total != 24 {
+		t.Fatalf("job %+v (%v)", job, err)
+	}
+	for id, w := range want {
+		if got := f.account(t, id); !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s: %+v, want %+v", id, got, w)
+		}
 	}
 }

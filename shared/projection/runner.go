@@ -20,8 +20,6 @@ type Runner struct {
 
 	wake chan struct{}
 	once sync.Once
-	// resumed: this runner has finished any rebuild that a crash cut short.
-	resumed bool
 }
 
 // NewRunner returns a runner polling every 200 ms unless woken.
@@ -61,16 +59,10 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// Step reads one batch for every projection; it reports whether any made progress. A
-// runner's first step finishes any rebuild a crash cut short (its status still says
-// rebuilding): the read models it left half built are cleared and replayed again.
+// Step reads one batch for every projection, then does one chunk of every rebuild job
+// (started by this process or another, or cut short by a crash: jobs resume from their
+// checkpoint); it reports whether anything made progress.
 func (r *Runner) Step(ctx context.Context) (bool, error) {
-	if !r.resumed {
-		if err := r.Engine.ResumeRebuilds(ctx); err != nil {
-			return false, err
-		}
-		r.resumed = true
-	}
 	progressed := false
 	for _, p := range r.Engine.projections {
 		moved, err := r.stepOne(ctx, p)
@@ -79,7 +71,8 @@ func (r *Runner) Step(ctx context.Context) (bool, error) {
 		}
 		progressed = progressed || moved
 	}
-	return progressed, nil
+	moved, err := r.Engine.StepRebuilds(ctx)
+	return progressed || moved, err
 }
 
 func (r *Runner) stepOne(ctx context.Context, p Projection) (bool, error) {
@@ -96,7 +89,7 @@ func (r *Runner) stepOne(ctx context.Context, p Projection) (bool, error) {
 		// of what did apply harmless.
 		return false, err
 	}
-	return true, r.Engine.saveCheckpoint(ctx, p.Name(), events[len(events)-1].Position)
+	return true, r.Engine.saveCheckpoint(ctx, p.Name(), events[len(events)-1])
 }
 
 // CatchUpAll runs the runner until every projection has reached the head seen at the

@@ -57,6 +57,10 @@ type Config struct {
 	// after they were superseded, instead of being deleted by the writer (SNAPSHOT_TTL_HOURS; default 168 in Lambda,
 	// where the function roles have no DeleteItem on the events table).
 	SnapshotTTL time.Duration
+	// RebuildQueueURL (DynamoDB, REBUILD_QUEUE_URL) is the rebuild function's queue: a
+	// rebuild started through the API is dispatched there (template.yaml sets it for the
+	// API function). Without it, the process steps rebuild jobs itself in the background.
+	RebuildQueueURL string
 }
 
 // FromEnv reads the configuration.
@@ -66,18 +70,19 @@ func FromEnv() (Config, error) {
 		def = "dynamodb" // a Lambda has no durable local disk
 	}
 	c := Config{
-		EventStore:     strings.ToLower(env("EVENT_STORE", def)),
-		DataDir:        env("DATA_DIR", ".data"),
-		DatabaseURL:    os.Getenv("DATABASE_URL"),
-		EventsTable:    env("EVENTS_TABLE", infra.DefaultEventsTable),
-		ReadModelTable: env("READMODEL_TABLE", infra.DefaultReadModelTable),
-		IndexTable:     env("INDEX_TABLE", infra.DefaultIndexTable),
-		DLQName:        env("DLQ_NAME", infra.DefaultDLQName),
-		DLQURL:         os.Getenv("DLQ_URL"),
-		SagaDLQName:    env("SAGA_DLQ_NAME", infra.DefaultSagaDLQName),
-		SagaDLQURL:     os.Getenv("SAGA_DLQ_URL"),
-		SnapshotEvery:  50,
-		RedriveScope:   env("REDRIVE_SCOPE", RedriveAll),
+		EventStore:      strings.ToLower(env("EVENT_STORE", def)),
+		DataDir:         env("DATA_DIR", ".data"),
+		DatabaseURL:     os.Getenv("DATABASE_URL"),
+		EventsTable:     env("EVENTS_TABLE", infra.DefaultEventsTable),
+		ReadModelTable:  env("READMODEL_TABLE", infra.DefaultReadModelTable),
+		IndexTable:      env("INDEX_TABLE", infra.DefaultIndexTable),
+		DLQName:         env("DLQ_NAME", infra.DefaultDLQName),
+		DLQURL:          os.Getenv("DLQ_URL"),
+		SagaDLQName:     env("SAGA_DLQ_NAME", infra.DefaultSagaDLQName),
+		SagaDLQURL:      os.Getenv("SAGA_DLQ_URL"),
+		RebuildQueueURL: os.Getenv("REBUILD_QUEUE_URL"),
+		SnapshotEvery:   50,
+		RedriveScope:    env("REDRIVE_SCOPE", RedriveAll),
 	}
 	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "AWS_ENDPOINT_URL_SQS"} {
 		if os.Getenv(k) != "" {

@@ -30,6 +30,12 @@ import (
 // start, the stream poller feeding the projector.
 func dynamoSystem(t *testing.T) *system.System {
 	t.Helper()
+	return start(t, dynamoConfig(t))
+}
+
+// dynamoConfig is dynamoSystem's configuration (the environment set for the test).
+func dynamoConfig(t *testing.T) system.Config {
+	t.Helper()
 	ddb, q := emulator.DynamoDB(t), emulator.SQS(t)
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", string(ddb))
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", string(ddb))
@@ -52,7 +58,7 @@ func dynamoSystem(t *testing.T) *system.System {
 	if !cfg.EndpointOverride || !cfg.StreamPoller {
 		t.Fatalf("config %+v: endpoint override and poller expected", cfg)
 	}
-	return start(t, cfg)
+	return cfg
 }
 
 func TestAPIOnDynamoDB(t *testing.T) {

@@ -92,6 +92,9 @@ func DynamoDBBackend(ctx context.Context, c Config, cfg aws.Config, log *slog.Lo
 		Sink:  &ddbstream.SQSSink{Client: clients.SQS, QueueURL: clients.QueueURL, SagaQueueURL: clients.SagaQueueURL},
 		AWS:   clients,
 	}
+	if c.RebuildQueueURL != "" {
+		b.Dispatcher = &ddbstream.RebuildQueue{SQS: clients.SQS, QueueURL: c.RebuildQueueURL}
+	}
 	if c.StreamPoller {
 		desc, err := clients.DynamoDB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(c.EventsTable)})
 		if err != nil || desc.Table.LatestStreamArn == nil {
@@ -148,6 +151,16 @@ func (s *System) StreamHandler(keep func(projection.Projection) bool) *ddbstream
 		p.Index = s.AWS.Indexer
 	}
 	return p
+}
+
+// RebuildWorker is the rebuild function's handler: it steps rebuild jobs, invocation
+// after invocation, through the rebuild queue (REBUILD_QUEUE_URL).
+func (s *System) RebuildWorker() *ddbstream.RebuildWorker {
+	w := &ddbstream.RebuildWorker{Engine: s.Engine, Logger: s.Logger}
+	if s.AWS != nil {
+		w.Queue = &ddbstream.RebuildQueue{SQS: s.AWS.SQS, QueueURL: s.Config.RebuildQueueURL}
+	}
+	return w
 }
 
 // Redriver is the dead-letter queue consumer of the configured scope (REDRIVE_SCOPE):

@@ -59,6 +59,8 @@ type Backend struct {
 	Loops func(*System) []func(context.Context)
 	// AWS is set on the DynamoDB backend: the clients the Lambda mains need.
 	AWS *AWSClients
+	// Dispatcher, when set, runs rebuild jobs elsewhere (the rebuild function's queue).
+	Dispatcher projection.Dispatcher
 }
 
 // Opener opens a backend by name.
@@ -147,7 +149,8 @@ func Assemble(c Config, b Backend, log *slog.Logger, opts ...Option) *System {
 }
 
 func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
-	s := &System{Config: c, Logger: log, Registry: event.NewRegistry(), Docs: b.Docs, Feed: b.Feed, Metrics: metrics.New()}
+	// Readers get the generation-resolving view: a rebuild's swap is atomic for them.
+	s := &System{Config: c, Logger: log, Registry: event.NewRegistry(), Docs: projection.NewGenerations(b.Docs), Feed: b.Feed, Metrics: metrics.New()}
 	if b.Close != nil {
 		s.closers = append(s.closers, b.Close)
 	}
@@ -171,7 +174,8 @@ func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
 	}
 
 	s.Engine = projection.NewEngine(s.Store, s.Docs, s.Registry, projections...)
-	s.Engine.Logger, s.Engine.Sink = log, b.Sink
+	s.Engine.Logger, s.Engine.Sink, s.Engine.Dispatcher = log, b.Sink, b.Dispatcher
+	s.Engine.OnRebuilt = s.Metrics.Rebuilt
 	s.Engine.OnParked = func(d projection.DeadLetter) { s.Metrics.Parked(d.EventType) }
 
 	if s.Feed != nil {
@@ -191,6 +195,13 @@ func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
 				}
 			})
 		}
+	}
+	if s.Runner == nil && b.Dispatcher == nil {
+		// No feed runner (DynamoDB run locally): a loop of its own steps rebuild jobs.
+		s.loops = append(s.loops, s.stepRebuilds)
+	}
+	if s.Runner != nil {
+		s.Engine.Dispatcher = wakeRunner{s.Runner}
 	}
 	s.AWS = b.AWS
 	if b.Loops != nil {
@@ -217,6 +228,27 @@ func (s *System) purgeIdempotency(ctx context.Context) {
 			} else if n > 0 {
 				s.Logger.Info("idempotency records purged", "count", n)
 			}
+		}
+	}
+}
+
+// wakeRunner has the feed runner start on a new rebuild job at once.
+type wakeRunner struct{ r *projection.Runner }
+
+func (w wakeRunner) Dispatch(context.Context, string) error { w.r.Wake(); return nil }
+
+func (s *System) stepRebuilds(ctx context.Context) {
+	for ctx.Err() == nil {
+		moved, err := s.Engine.StepRebuilds(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.Logger.Warn("rebuild", "err", err)
+		}
+		if moved && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

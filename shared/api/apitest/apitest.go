@@ -183,6 +183,28 @@ func (c *Client) Eventually(timeout time.Duration, fn func() string) {
 	}
 }
 
+// Rebuild starts a projection's rebuild (202 with the job and a Location) and polls the
+// Location until the job is done; it returns the finished projection status.
+func (c *Client) Rebuild(name string) Response {
+	c.T.Helper()
+	r := c.Must(202, "POST", "/projections/"+name+"/rebuild", nil)
+	loc := r.Header.Get("Location")
+	job, _ := r.Body["rebuild"].(map[string]any)
+	if loc != "/projections/"+name || job["id"] == nil {
+		c.T.Fatalf("rebuild %s: Location %q, body %s", name, loc, r.Raw)
+	}
+	var st Response
+	c.Eventually(settle, func() string {
+		st = c.Must(200, "GET", loc, nil)
+		got, _ := st.Body["rebuild"].(map[string]any)
+		if got["id"] != job["id"] || got["phase"] != "done" || st.Body["status"] == "rebuilding" {
+			return "rebuild not done: " + string(st.Raw)
+		}
+		return ""
+	})
+	return st
+}
+
 // Events returns an aggregate's events via GET <path>/events.
 func (c *Client) Events(path string) []map[string]any {
 	c.T.Helper()
@@ -559,7 +581,10 @@ func testOperations(t *testing.T, c *Client) {
 	if !strings.Contains(string(r.Raw), `"name":"accounts"`) {
 		t.Fatalf("projections: %s", r.Raw)
 	}
-	c.Must(200, "POST", "/projections/accounts/rebuild", nil)
+	st := c.Rebuild("accounts")
+	if reb, _ := st.Body["rebuild"].(map[string]any); reb["eventsDone"] != reb["eventsTotal"] || reb["startedAt"] == nil {
+		t.Fatalf("finished rebuild's progress: %s", st.Raw)
+	}
 	if g := c.Must(200, "GET", p, nil); g.Num("balance") != "7" || g.Num("version") != "1" {
 		t.Fatalf("after rebuild: %s", g.Raw)
 	}

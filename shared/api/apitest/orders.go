@@ -115,7 +115,7 @@ func testOrders(t *testing.T, c *Client) {
 	// nobody is charged or refunded twice, and no stock is reserved again, even where a
 	// step that failed the first time would now succeed (pear has stock now).
 	c.Must(200, "POST", "/products/"+pear+"/stock", map[string]any{"quantity": 10})
-	c.Must(200, "POST", "/projections/order-saga/rebuild", nil)
+	c.Rebuild("order-saga")
 	if a := c.Must(200, "GET", acc+"?consistent=true", nil); a.Num("balance") != "60.02" {
 		t.Fatalf("after replaying the saga: %s", a.Raw)
 	}

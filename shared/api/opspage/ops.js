@@ -61,15 +61,27 @@ function lagText(lag) {
 function rebuildCell(p) {
   const r = p.rebuild;
   if (!r) return p.rebuiltAt ? el("span", { class: "muted" }, "rebuilt " + new Date(p.rebuiltAt).toLocaleString()) : "";
-  const done = Number(r.done || 0), total = Number(r.total || 0);
+  if (r.phase === "done") {
+    return el("span", { class: "muted" }, "rebuilt " + new Date(r.finishedAt || r.updatedAt).toLocaleString());
+  }
+  const done = Number(r.eventsDone || 0), total = Number(r.eventsTotal || 0);
   const pct = total > 0 ? Math.min(100, Math.round(100 * done / total)) : 0;
   const fill = el("span");
   fill.style.width = pct + "%"; // through the CSSOM: the CSP refuses style attributes
   const bar = el("span", { class: "progress", title: pct + "%" }, fill);
   const parts = [r.phase || "", done + "/" + total];
-  if (r.rate != null) parts.push(Math.round(Number(r.rate)) + " ev/s");
-  if (r.eta != null) parts.push("eta " + r.eta);
+  if (r.eventsPerSecond) parts.push(Math.round(Number(r.eventsPerSecond)) + " ev/s");
+  if (r.etaSeconds != null) parts.push("eta " + Math.round(Number(r.etaSeconds)) + "s");
+  if (r.lastError) parts.push("last error: " + r.lastError);
   return el("span", {}, bar, " " + parts.filter(Boolean).join(" · "));
+}
+
+// lagOf is the events behind the feed head where there is a feed, else (the DynamoDB
+// stream path) the age of the last record processed when it was processed.
+function lagOf(p) {
+  if (p.lag != null) return p.lag;
+  if (p.lastRecord && p.lastRecord.ageSeconds != null) return { "last record age s": p.lastRecord.ageSeconds };
+  return null;
 }
 
 async function loadProjections() {
@@ -82,7 +94,7 @@ async function loadProjections() {
     const tr = el("tr", { "data-projection": p.name },
       el("td", {}, p.name),
       el("td", { class: "wrap status-" + p.status }, p.status + (p.lastError ? " (" + p.lastError + ")" : "")),
-      el("td", {}, lagText(p.lag)),
+      el("td", {}, lagText(lagOf(p))),
       el("td", {}, p.checkpoint != null ? p.checkpoint : "—"),
       el("td", {}, p.parked || 0),
       el("td", {}, rebuildCell(p)),
