@@ -51,12 +51,19 @@ type Stats struct {
 // Writer appends events read in source order (each stream's events in version order) to
 // a target store, batching consecutive events of one stream into one append. The global
 // order of the source is kept: a target with a feed lists the events in the same order.
+//
+// A Writer starts out resuming: what an earlier, interrupted run wrote is a prefix of
+// what this run writes (both follow the source's order), so until it meets the first
+// event the target lacks, it reads each run from the target first and skips what is
+// there. That keeps the counts honest (a store answers a repeated append with the
+// stored events, as if it had written them) and costs one read per run, only there.
 type Writer struct {
 	Target eventstore.Store
 	Stats  Stats
 
-	run   []event.Event
-	bytes int
+	run      []event.Event
+	bytes    int
+	appended bool // the first event the target lacked has been written: resuming is over
 }
 
 // appendLimit keeps each append well inside every backend's transaction limits
@@ -90,6 +97,17 @@ func (w *Writer) Flush(ctx context.Context) error {
 	}
 	run := w.run
 	w.run, w.bytes = nil, 0
+	if !w.appended {
+		held, err := heldPrefix(ctx, w.Target, run)
+		if err != nil {
+			return err
+		}
+		w.Stats.Skipped += held
+		if run = run[held:]; len(run) == 0 {
+			return nil
+		}
+		w.appended = true
+	}
 	written, err := put(ctx, w.Target, run)
 	w.Stats.Written += written
 	w.Stats.Skipped += len(run) - written
@@ -110,20 +128,15 @@ func put(ctx context.Context, dst eventstore.Store, run []event.Event) (int, err
 	}
 	// The target holds part of the run already (an earlier, interrupted run wrote it,
 	// perhaps batched differently): skip what it holds, checking each id.
-	have, lerr := dst.Load(ctx, st, eventstore.Range{From: run[0].Version, To: run[len(run)-1].Version})
+	held, lerr := heldPrefix(ctx, dst, run)
 	if lerr != nil {
-		return 0, fmt.Errorf("load %s to resume: %w", st, lerr)
+		return 0, lerr
 	}
-	for i, h := range have {
-		if h.EventID != run[i].EventID {
-			return 0, &DivergedError{Stream: st, Version: h.Version, Source: run[i].EventID, Target: h.EventID}
-		}
-	}
-	rest := run[len(have):]
+	rest := run[held:]
 	if len(rest) == 0 {
 		return 0, nil
 	}
-	if len(have) == 0 {
+	if held == 0 {
 		// Nothing of the run is there, yet the append was refused: the stream is behind
 		// (an earlier event is missing) or an id is used by another stream.
 		return 0, &DivergedError{Stream: st, Version: run[0].Version, Source: run[0].EventID}
@@ -153,4 +166,24 @@ func sameIDs(stored, run []event.Event) bool {
 		}
 	}
 	return true
+}
+
+// heldPrefix returns how many of the run's events the target holds already, checking
+// that they are the same events (same ids at the same versions).
+func heldPrefix(ctx context.Context, dst eventstore.Store, run []event.Event) (int, error) {
+	st := eventstore.StreamOf(run[0])
+	have, err := dst.Load(ctx, st, eventstore.Range{From: run[0].Version, To: run[len(run)-1].Version})
+	if err != nil {
+		return 0, fmt.Errorf("load %s to resume: %w", st, err)
+	}
+	for i, h := range have {
+		if i >= len(run) || h.EventID != run[i].EventID {
+			src := ""
+			if i < len(run) {
+				src = run[i].EventID
+			}
+			return 0, &DivergedError{Stream: st, Version: h.Version, Source: src, Target: h.EventID}
+		}
+	}
+	return len(have), nil
 }
