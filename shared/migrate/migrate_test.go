@@ -270,9 +270,9 @@ func TestCopyWhileTheSourceIsWritten(t *testing.T) {
 func TestDifferencesAreReported(t *testing.T) {
 	st := eventstore.Stream{Type: "Order", ID: "s-001"}
 	tests := []struct {
-		name   string
-		before func(dst eventstore.Store) // on the target before the copy
-		after  func(dst eventstore.Store) // on the target after it
+		name                         string
+		before                       func(dst eventstore.Store) // on the target before the copy
+		after                        func(dst eventstore.Store) // on the target after it
 		copyErr, verifyErr, countErr error
 	}{
 		{name: "an extra event in a stream", after: func(dst eventstore.Store) {
