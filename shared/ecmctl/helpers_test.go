@@ -86,10 +86,11 @@ func tailOf(s string, n int) string {
 	return s
 }
 
-// start opens a system and runs its background loops for the test's duration.
+// start opens a system and runs its background loops for the test's duration; its
+// warnings go to the test's output.
 func start(t *testing.T, c system.Config) *system.System {
 	t.Helper()
-	sys, err := system.Open(context.Background(), c, quiet())
+	sys, err := system.Open(context.Background(), c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +223,21 @@ func countEvents(sys *system.System) (int, error) {
 	n := 0
 	err := migrate.ReadFeed(context.Background(), sys.Feed, func(event.Event) error { n++; return nil })
 	return n, err
+}
+
+// sourceEvents reads every event of an embedded data directory.
+func sourceEvents(t *testing.T, dir string) []event.Event {
+	t.Helper()
+	s, err := boltstore.Open(filepath.Join(dir, "ecmstore.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out []event.Event
+	if err := migrate.ReadFeed(context.Background(), s, func(e event.Event) error { out = append(out, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // digestOf digests every stream of an embedded data directory.

@@ -168,8 +168,12 @@ func (a *app) printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// bar is a progress bar on stderr (none with --quiet). total -1 makes a spinner.
+// bar is a progress bar of events on stderr (none with --quiet). total -1 makes a spinner.
 func (a *app) bar(cmd *cobra.Command, total int64, what string) *progressbar.ProgressBar {
+	return a.barOf(cmd, total, what, "events")
+}
+
+func (a *app) barOf(cmd *cobra.Command, total int64, what, unit string) *progressbar.ProgressBar {
 	w := cmd.ErrOrStderr()
 	if a.quiet {
 		w = io.Discard
@@ -179,7 +183,7 @@ func (a *app) bar(cmd *cobra.Command, total int64, what string) *progressbar.Pro
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"),
+		progressbar.OptionSetItsString(unit),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionSetWidth(30),

@@ -227,8 +227,7 @@ projections build from the events.`,
 // verify compares the target with the manifest and prints the outcome; a difference is
 // an error (exit status 1).
 func (a *app) verify(cmd *cobra.Command, dst eventstore.Store, m *migrate.Manifest, whole bool) error {
-	bar := a.bar(cmd, int64(len(m.Digests())), "verify")
-	bar.Describe("verify streams")
+	bar := a.barOf(cmd, int64(len(m.Digests())), "verify", "streams")
 	rep, err := migrate.Verify(cmd.Context(), dst, m, func(done, _ uint64) { _ = bar.Set64(int64(done)) })
 	_ = bar.Finish()
 	if err == nil && whole {
