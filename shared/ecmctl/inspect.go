@@ -21,12 +21,7 @@ func (a *app) deadLettersCmd() *cobra.Command {
 		Use:   "list",
 		Short: "Every parked event with its projection, stream and error",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withOps(func(cmd *cobra.Command, _ []string, ops Ops) error {
 			dls, err := ops.DeadLetters(cmd.Context())
 			if err != nil {
 				return err
@@ -45,18 +40,13 @@ func (a *app) deadLettersCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d parked\n", len(dls))
 			return nil
-		},
+		}),
 	}
 	show := &cobra.Command{
 		Use:   "show EVENT-ID",
 		Short: "One dead letter in full, the parked event included (a unique id prefix will do)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withOps(func(cmd *cobra.Command, args []string, ops Ops) error {
 			dls, err := ops.DeadLetters(cmd.Context())
 			if err != nil {
 				return err
@@ -69,18 +59,13 @@ func (a *app) deadLettersCmd() *cobra.Command {
 				return a.printJSON(cmd.OutOrStdout(), found[0])
 			}
 			return a.printJSON(cmd.OutOrStdout(), found)
-		},
+		}),
 	}
 	redrive := &cobra.Command{
 		Use:   "redrive [EVENT-ID]",
 		Short: "Re-apply parked events (one, or all without an id); those failing again stay parked",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withOps(func(cmd *cobra.Command, args []string, ops Ops) error {
 			id := ""
 			if len(args) == 1 {
 				id = args[0]
@@ -97,7 +82,7 @@ func (a *app) deadLettersCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "  %s %s %s v%d: %s\n", d.EventID, d.Projection, d.Stream(), d.Version, d.Error)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(list, show, redrive)
 	return cmd
@@ -110,16 +95,11 @@ func (a *app) streamsCmd() *cobra.Command {
 		Use:   "show TYPE ID",
 		Short: "A stream's events (upcast to the current schemas), as of a time with --as-of",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withOps(func(cmd *cobra.Command, args []string, ops Ops) error {
 			at, err := parseTime("--as-of", asOf)
 			if err != nil {
 				return err
 			}
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			st := eventstore.Stream{Type: args[0], ID: args[1]}
 			events, err := ops.Stream(cmd.Context(), st, at)
 			if err != nil {
@@ -132,7 +112,7 @@ func (a *app) streamsCmd() *cobra.Command {
 				return a.printJSON(cmd.OutOrStdout(), map[string]any{"stream": st, "events": events})
 			}
 			return printEvents(cmd.OutOrStdout(), events)
-		},
+		}),
 	}
 	show.Flags().StringVar(&asOf, "as-of", "", "RFC 3339 time: the stream as it stood then")
 	cmd.AddCommand(show)
@@ -172,16 +152,11 @@ func (a *app) eventsCmd() *cobra.Command {
 		Use:   "query",
 		Short: "Events matching the filters, oldest first, following the pages",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: a.withOps(func(cmd *cobra.Command, _ []string, ops Ops) error {
 			f, err := qf.filter()
 			if err != nil {
 				return err
 			}
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			n := 0
 			err = eachEvent(cmd.Context(), ops, f, func(e event.Event) bool {
 				a.printEvent(cmd.OutOrStdout(), e)
@@ -192,7 +167,7 @@ func (a *app) eventsCmd() *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%d events\n", n)
 			}
 			return err
-		},
+		}),
 	}
 	qf.register(query)
 	query.Flags().IntVar(&qf.limit, "limit", 0, "stop after this many events (0: all)")
@@ -204,7 +179,7 @@ func (a *app) eventsCmd() *cobra.Command {
 		Use:   "tail",
 		Short: "The latest events (--since, default the last hour); --follow keeps printing new ones",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: a.withOps(func(cmd *cobra.Command, _ []string, ops Ops) error {
 			if tf.since == "" {
 				tf.since = "1h"
 			}
@@ -212,13 +187,8 @@ func (a *app) eventsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			return a.tail(cmd.Context(), cmd.OutOrStdout(), ops, f, last, follow)
-		},
+		}),
 	}
 	tf.register(tail)
 	tail.Flags().IntVarP(&last, "lines", "n", 20, "how many of the latest events to print first")

@@ -18,12 +18,7 @@ func (a *app) projectionsCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Each projection's status, checkpoint, lag, parked events and rebuild progress",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withOps(func(cmd *cobra.Command, _ []string, ops Ops) error {
 			st, err := ops.Projections(cmd.Context())
 			if err != nil {
 				return err
@@ -32,19 +27,14 @@ func (a *app) projectionsCmd() *cobra.Command {
 				return a.printJSON(cmd.OutOrStdout(), map[string]any{"projections": st})
 			}
 			return printProjections(cmd.OutOrStdout(), st)
-		},
+		}),
 	}
 	var watch bool
 	rebuild := &cobra.Command{
 		Use:   "rebuild NAME",
 		Short: "Rebuild a projection from the event store; --watch follows it to the end",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, done, err := a.ops(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withOps(func(cmd *cobra.Command, args []string, ops Ops) error {
 			if !watch {
 				res, err := ops.Rebuild(cmd.Context(), args[0])
 				if err != nil {
@@ -57,7 +47,7 @@ func (a *app) projectionsCmd() *cobra.Command {
 				return nil
 			}
 			return a.watchRebuild(cmd, ops, args[0])
-		},
+		}),
 	}
 	rebuild.Flags().BoolVarP(&watch, "watch", "w", false, "poll GET /projections and show progress until the rebuild ends")
 	cmd.AddCommand(status, rebuild)

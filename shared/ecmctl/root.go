@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -116,11 +117,10 @@ func (a *app) config(store string) (system.Config, error) {
 	if a.changed("index-table") {
 		c.IndexTable = a.tables.index
 	}
-	switch c.EventStore {
-	case "bolt", "file":
+	if c.EventStore == "bolt" || c.EventStore == "file" {
 		c.EventStore = "embedded"
-	case "memory", "embedded", "dynamodb", "postgres":
-	default:
+	}
+	if !slices.Contains([]string{"memory", "embedded", "dynamodb", "postgres"}, c.EventStore) {
 		return c, fmt.Errorf("event store must be memory, embedded, dynamodb or postgres, got %q", c.EventStore)
 	}
 	if c.EventStore == "postgres" && c.DatabaseURL == "" {
@@ -147,6 +147,18 @@ func (a *app) ops(ctx context.Context) (Ops, func(), error) {
 		return nil, nil, err
 	}
 	return direct{sys: sys}, func() { _ = sys.Close() }, nil
+}
+
+// withOps wraps a command that works both ways: fn gets the system the flags name.
+func (a *app) withOps(fn func(cmd *cobra.Command, args []string, ops Ops) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ops, done, err := a.ops(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(cmd, args, ops)
+	}
 }
 
 // openDirect opens a system directly; the commands that only work on a store call it.
