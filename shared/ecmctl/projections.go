@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
 
@@ -70,7 +71,9 @@ func (a *app) watchRebuild(cmd *cobra.Command, ops Ops, name string) error {
 		res, err := ops.Rebuild(ctx, name)
 		started <- result{res, err}
 	}()
-	bar := a.bar(cmd, -1, "rebuild "+name)
+	// A spinner until the status reports a total; then a bar with count, rate and ETA.
+	spin := a.spinner(cmd, "rebuild "+name)
+	var bar *progressbar.ProgressBar
 	var (
 		res  *result
 		last map[string]any
@@ -83,14 +86,21 @@ func (a *app) watchRebuild(cmd *cobra.Command, ops Ops, name string) error {
 			return err
 		}
 		last = st
+		desc := "rebuild " + name
+		if p := progressOf(st); p.phase != "" {
+			desc += " (" + p.phase + ")"
+		}
 		if p := progressOf(st); p.total > 0 {
+			if bar == nil {
+				_ = spin.Clear()
+				bar = a.bar(cmd, p.total, desc)
+			}
+			bar.Describe(desc)
 			bar.ChangeMax64(p.total)
 			_ = bar.Set64(p.done)
-		} else {
-			_ = bar.Add(0)
-		}
-		if p := progressOf(st); p.phase != "" {
-			bar.Describe(fmt.Sprintf("rebuild %s (%s)", name, p.phase))
+		} else if bar == nil {
+			spin.Describe(desc)
+			_ = spin.Add(1)
 		}
 		rebuilding := st["status"] == "rebuilding"
 		if res != nil && !rebuilding {
@@ -99,7 +109,7 @@ func (a *app) watchRebuild(cmd *cobra.Command, ops Ops, name string) error {
 		select {
 		case r := <-started:
 			if r.err != nil {
-				_ = bar.Exit()
+				_ = spin.Clear()
 				return r.err
 			}
 			res = &r
@@ -109,7 +119,10 @@ func (a *app) watchRebuild(cmd *cobra.Command, ops Ops, name string) error {
 			return ctx.Err()
 		}
 	}
-	_ = bar.Finish()
+	_ = spin.Finish()
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if a.jsonOut {
 		return a.printJSON(cmd.OutOrStdout(), last)
 	}

@@ -203,4 +203,14 @@ func (a *app) barOf(cmd *cobra.Command, total int64, what, unit string) *progres
 	)
 }
 
+// spinner shows that work goes on when its size is unknown; it clears itself at the end.
+func (a *app) spinner(cmd *cobra.Command, what string) *progressbar.ProgressBar {
+	w := cmd.ErrOrStderr()
+	if a.quiet {
+		w = io.Discard
+	}
+	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(200*time.Millisecond))
+}
+
 func sortStrings(s []string) { sort.Strings(s) }
