@@ -368,3 +368,37 @@ func waitFor(t *testing.T, ok func() bool) {
 var importedRE = regexp.MustCompile(`imported (\d+) events: (\d+) written, (\d+) already there`)
 
 func regexpLine(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// A target that differs from the source after the copy fails the verification loudly:
+// a MISMATCH line per differing stream and exit status 1.
+func TestMigrateReportsDifferences(t *testing.T) {
+	f := embeddedFixture(t)
+	for _, tc := range []struct {
+		name   string
+		stream eventstore.Stream
+		want   string
+	}{
+		{"an event added to a copied stream", eventstore.Stream{Type: bank.AggregateType, ID: "alice"}, "MISMATCH BankAccount#alice: source 3 events"},
+		{"a stream the source does not have", eventstore.Stream{Type: bank.AggregateType, ID: "stranger"}, "target holds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := t.TempDir()
+			args := append([]string{"migrate", "--to", "embedded", "--target-data-dir", target}, f.args...)
+			if out := run(t, args...); !verifiedRE.MatchString(out) {
+				t.Fatalf("migrate:\n%s", out)
+			}
+			s, err := boltstore.Open(filepath.Join(target, "ecmstore.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Append(context.Background(), tc.stream, eventstore.Any, []event.Event{event.MustNew(bank.MoneyDeposited, map[string]int{"amount": 1})})
+			if cerr := s.Close(); err != nil || cerr != nil {
+				t.Fatal(err, cerr)
+			}
+			out, err := try(t, nil, args...)
+			if err == nil || !strings.Contains(err.Error(), "verification FAILED") || !strings.Contains(out+err.Error(), tc.want) {
+				t.Fatalf("migrate over a changed target: %v\n%s", err, out)
+			}
+		})
+	}
+}
