@@ -110,8 +110,11 @@ func (w *Writer) Flush(ctx context.Context) error {
 	}
 	written, err := put(ctx, w.Target, run)
 	w.Stats.Written += written
+	if err != nil {
+		return err
+	}
 	w.Stats.Skipped += len(run) - written
-	return err
+	return nil
 }
 
 // put appends run (events of one stream, consecutive versions) at the versions the
