@@ -210,7 +210,10 @@ func (a *app) spinner(cmd *cobra.Command, what string) *progressbar.ProgressBar 
 		w = io.Discard
 	}
 	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(200*time.Millisecond))
+		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(200*time.Millisecond),
+		// No spinning goroutine of its own (it reads the bar's state unlocked: a data race):
+		// the spinner turns on each poll.
+		progressbar.OptionSetSpinnerChangeInterval(0))
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
