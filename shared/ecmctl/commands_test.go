@@ -141,6 +141,8 @@ func embeddedFixture(t *testing.T) fixture {
 // `make run-emulated` does; ecmctl opens the same tables directly.
 func dynamoFixture(t *testing.T) fixture {
 	_, cfg := dynamoTarget(t)
+	// The dead-letter queue's consumer would redrive too: here only ecmctl does.
+	t.Setenv("DLQ_POLLER", "off")
 	sys := start(t, cfg())
 	f := produce(t, sys, nil)
 	f.args, f.direct, f.noFeed = []string{"--store", "dynamodb"}, true, true
