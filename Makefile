@@ -9,6 +9,11 @@ GO ?= go
 run:
 	$(GO) run ./functions/local
 
+# The operator's CLI (README, "Operator CLI").
+.PHONY: ecmctl
+ecmctl:
+	$(GO) build -o bin/ecmctl ./functions/ecmctl
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
@@ -167,9 +172,10 @@ test-localstack:
 		$(GO) test -count=1 $(addprefix ./,$(AWS_TEST_PKGS))
 
 ## --- build & deploy (owner: template helper) ---------------------------------------------
-# Lambda functions: every functions/<name>/main.go except local, picked up as they appear.
+# Lambda functions: every functions/<name>/main.go except local (the server) and ecmctl (the
+# operator's CLI), picked up as they appear.
 # A function's SAM logical id is <Name>Function (ApiFunction → functions/api).
-LAMBDAS := $(filter-out local,$(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go)))))
+LAMBDAS := $(filter-out local ecmctl,$(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go)))))
 # template.yaml declares arm64 (Graviton); infra/template_test.go keeps the two in step.
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w"

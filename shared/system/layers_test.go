@@ -91,11 +91,11 @@ func layer(path string) (rank int, name string) {
 	switch {
 	case under("functions", "infra/cmd"):
 		return 6, "functions"
-	case under("shared/system", "shared/faults"):
+	case under("shared/system", "shared/faults", "shared/ecmctl"):
 		return 5, "system"
 	case under("shared/bank", "shared/orders", "shared/tasks", "shared/usercontext"):
 		return 4, "domains"
-	case under("shared/api", "shared/aggregate", "shared/projection", "shared/ddbstream"):
+	case under("shared/api", "shared/aggregate", "shared/projection", "shared/ddbstream", "shared/metrics", "shared/migrate"):
 		return 3, "api/aggregate/projection"
 	case under("shared/eventstore", "shared/docstore"):
 		return 2, "eventstore"
