@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -34,6 +35,15 @@ type Projector struct {
 	Decode Decoder
 	Index  Indexer // nil: the batch is not indexed (the saga's handler)
 	Logger *slog.Logger
+	// Parallel, above 1, projects the records of different aggregates of a batch
+	// concurrently, at most Parallel at a time, each aggregate's in stream order: a batch
+	// then costs about its longest aggregate's round trips instead of the sum of all. A
+	// transient failure stops its aggregate only; the first failed record of each such
+	// aggregate is reported, Lambda checkpoints at the lowest and redelivers from there,
+	// and what other aggregates applied past it comes back as duplicates the guards skip.
+	// Only for projections that do not depend on the order of events across aggregates
+	// (read models; not the saga, which reacts to several aggregates' events).
+	Parallel int
 }
 
 // Handle processes one DynamoDB Streams batch. Poison events are parked by the engine
@@ -55,15 +65,60 @@ func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events
 		}
 		return res, nil
 	}
-	for _, rec := range ev.Records {
-		if err := p.record(ctx, rec); err != nil {
-			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
-			res.BatchItemFailures = append(res.BatchItemFailures,
-				events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
-			return res, nil
-		}
+	if p.Parallel > 1 {
+		return p.parallel(ctx, ev.Records, res), nil
+	}
+	if rec, failed := p.inOrder(ctx, ev.Records); failed {
+		res.BatchItemFailures = append(res.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
 	}
 	return res, nil
+}
+
+// inOrder projects records one after the other up to the first transient failure, which
+// it returns.
+func (p *Projector) inOrder(ctx context.Context, recs []events.DynamoDBEventRecord) (events.DynamoDBEventRecord, bool) {
+	for _, rec := range recs {
+		if err := p.record(ctx, rec); err != nil {
+			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
+			return rec, true
+		}
+	}
+	return events.DynamoDBEventRecord{}, false
+}
+
+// parallel projects each aggregate's records in order, aggregates concurrently (see
+// Parallel), and reports the first failed record of every aggregate that failed.
+func (p *Projector) parallel(ctx context.Context, recs []events.DynamoDBEventRecord, res events.DynamoDBEventResponse) events.DynamoDBEventResponse {
+	var order []string
+	byKey := map[string][]events.DynamoDBEventRecord{}
+	for _, rec := range recs {
+		// The partition key is the stream (a guard item's is its own: harmless).
+		k := ""
+		if pk, ok := rec.Change.Keys[infra.AttrPK]; ok && pk.DataType() == events.DataTypeString {
+			k = pk.String()
+		}
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], rec)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, p.Parallel)
+	for _, k := range order {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if rec, failed := p.inOrder(ctx, byKey[k]); failed {
+				mu.Lock()
+				res.BatchItemFailures = append(res.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return res
 }
 
 // index writes the index items of the batch's events. Snapshots, id guards and records

@@ -30,13 +30,17 @@ import (
 )
 
 // Workload of BenchmarkProjections: catch-up over a backlog of deposits on projAccounts
-// accounts, then commands at projRate/s (PROJ_RATE overrides it) for a warm-up and a
-// measured stretch.
-const (
-	projAccounts = 100
-	projWarmUp   = 20 * time.Second
-	projMeasure  = 10 * time.Second
-)
+// accounts, then commands at 200/s (PROJ_RATE overrides it) for a warm-up and a measured
+// stretch. PROJ_QUICK=1 shortens everything (a look while changing code, not a figure).
+const projAccounts = 100
+
+// projTimes returns the warm-up, the measured stretch and the backlog divisor.
+func projTimes() (warmUp, measure time.Duration, scale int) {
+	if os.Getenv("PROJ_QUICK") != "" {
+		return 5 * time.Second, 5 * time.Second, 4
+	}
+	return 20 * time.Second, 10 * time.Second, 1
+}
 
 // BenchmarkProjections measures, per backend, the accounts projection from the event
 // store to the read model: catch-up (a backlog appended with the projections stopped,
@@ -47,26 +51,27 @@ const (
 // does (the projector indexes each batch before projecting it).
 func BenchmarkProjections(b *testing.B) {
 	rate := 200
+	projWarmUp, projMeasure, projScale := projTimes()
 	if v, err := strconv.Atoi(os.Getenv("PROJ_RATE")); err == nil && v > 0 {
 		rate = v
 	}
 	backends := []struct {
 		name    string
 		backlog int
-		open    func(b *testing.B) (system.Config, system.Backend)
+		open    func(b *testing.B, w *wire) (system.Config, system.Backend)
 	}{
-		{"memory", 20000, func(b *testing.B) (system.Config, system.Backend) {
+		{"memory", 20000, func(b *testing.B, _ *wire) (system.Config, system.Backend) {
 			s := memstore.New()
 			return system.Config{EventStore: "memory"}, system.Backend{Store: s, Feed: s, Docs: memstore.NewDocs()}
 		}},
-		{"embedded", 10000, func(b *testing.B) (system.Config, system.Backend) {
+		{"embedded", 10000, func(b *testing.B, _ *wire) (system.Config, system.Backend) {
 			s, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			return system.Config{EventStore: "embedded"}, system.Backend{Store: s, Feed: s, Docs: s, Close: s.Close}
 		}},
-		{"postgres", 10000, func(b *testing.B) (system.Config, system.Backend) {
+		{"postgres", 10000, func(b *testing.B, _ *wire) (system.Config, system.Backend) {
 			s, err := pgstore.Open(context.Background(), emulator.Postgres(b))
 			if err != nil {
 				b.Fatal(err)
@@ -77,7 +82,8 @@ func BenchmarkProjections(b *testing.B) {
 	}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
-			c, back := be.open(b)
+			w := newWire()
+			c, back := be.open(b, w)
 			c.SnapshotEvery = 50
 			rec := &applied{at: map[string]time.Time{}}
 			back.Docs = &recordingDocs{Store: back.Docs, rec: rec}
@@ -94,11 +100,16 @@ func BenchmarkProjections(b *testing.B) {
 			}()
 
 			// The backlog, appended with the projections stopped.
-			last := backlog(b, sys, be.backlog)
+			n := be.backlog / projScale
+			last := backlog(b, sys, n)
 			began := time.Now()
+			w.start()
 			done = sys.Start(ctx)
-			waitApplied(b, rec, last, 5*time.Minute)
-			catchUp := float64(be.backlog) / time.Since(began).Seconds()
+			waitApplied(b, rec, last, 10*time.Minute)
+			catchUp := float64(n) / time.Since(began).Seconds()
+			if counts := w.stop(); counts.requests > 0 {
+				fmt.Printf("projections %-9s catch-up, DynamoDB requests per event: %s\n", be.name, counts.per(int64(n)))
+			}
 
 			// Steady load through the HTTP handler (in process), open loop.
 			warm := load(b, sys.Handler, rate, projWarmUp, last)
@@ -112,7 +123,7 @@ func BenchmarkProjections(b *testing.B) {
 			slices.Sort(lags)
 			pct := func(p float64) time.Duration { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
 			fmt.Printf("projections %-9s catch-up %8.0f events/s (%d events) | at %d commands/s (%.0f answered/s): lag p50 %v p99 %v max %v (%d commands; warm-up %v: p99 %v, %d commands not answered 200: %v)\n",
-				be.name, catchUp, be.backlog, rate, float64(len(m.acked))/projMeasure.Seconds(), pct(0.50).Round(100*time.Microsecond),
+				be.name, catchUp, n, rate, float64(len(m.acked))/projMeasure.Seconds(), pct(0.50).Round(100*time.Microsecond),
 				pct(0.99).Round(100*time.Microsecond), lags[len(lags)-1].Round(100*time.Microsecond), len(lags), projWarmUp,
 				warm.p99(rec).Round(100*time.Microsecond), warm.failed+m.failed, mergeCounts(warm.codes, m.codes))
 			b.ReportMetric(catchUp, "catchup-events/s")
@@ -122,7 +133,7 @@ func BenchmarkProjections(b *testing.B) {
 	}
 }
 
-func openDynamoDBForProjections(b *testing.B) (system.Config, system.Backend) {
+func openDynamoDBForProjections(b *testing.B, w *wire) (system.Config, system.Backend) {
 	ctx := context.Background()
 	ep, q := emulator.DynamoDB(b), emulator.SQS(b)
 	for k, v := range map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": string(ep), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": string(ep),
@@ -136,7 +147,7 @@ func openDynamoDBForProjections(b *testing.B) (system.Config, system.Backend) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	back, err := system.DynamoDBBackend(ctx, c, awsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	back, err := system.DynamoDBBackend(ctx, c, awsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)), w.option)
 	if err != nil {
 		b.Fatal(err)
 	}
