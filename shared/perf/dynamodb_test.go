@@ -43,23 +43,18 @@ const (
 // this JVM's, capacity.
 func BenchmarkDynamoDB(b *testing.B) {
 	ctx := context.Background()
-	ep, q := emulator.DynamoDB(b), emulator.SQS(b)
-	pid := emulator.DynamoDBPID()
-	if pid == 0 {
+	awsCfg := emulatorEnv(b)
+	if emulator.DynamoDBPID() == 0 {
 		b.Fatal("DynamoDB Local was not started by this process (ECM_TEST_DYNAMODB_ENDPOINT set?): its CPU time cannot be read")
 	}
-	for k, v := range map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": string(ep), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": string(ep),
-		"AWS_ENDPOINT_URL_SQS": string(q), "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"} {
-		b.Setenv(k, v)
-	}
 	w := newWire()
-	db := emulator.DynamoDBClient(ep, w.option)
+	db := emulator.DynamoDBClient(emulator.DynamoDB(b), w.option)
 
 	// Warm-up: DynamoDB Local's JIT takes tens of seconds to reach its speed; its first
 	// requests are several times slower than its later ones.
 	var template map[string]types.AttributeValue
 	for i := range 3 {
-		cmd := runCommands(b, ctx, w, fmt.Sprintf("warm%d", i), false, 3*time.Second)
+		cmd := runCommands(b, ctx, awsCfg, w, fmt.Sprintf("warm%d", i), false, 3*time.Second)
 		template = cmd.item
 		rawPuts(b, ctx, db, w, template, fmt.Sprintf("warm%d", i), 3*time.Second)
 	}
@@ -68,8 +63,8 @@ func BenchmarkDynamoDB(b *testing.B) {
 	var runs []run
 	for i := range ddbRuns {
 		r := run{raw: rawPuts(b, ctx, db, w, template, strconv.Itoa(i), ddbPhase)}
-		r.plain = runCommands(b, ctx, w, fmt.Sprintf("p%d", i), false, ddbPhase).phase
-		r.keyed = runCommands(b, ctx, w, fmt.Sprintf("k%d", i), true, ddbPhase).phase
+		r.plain = runCommands(b, ctx, awsCfg, w, fmt.Sprintf("p%d", i), false, ddbPhase).phase
+		r.keyed = runCommands(b, ctx, awsCfg, w, fmt.Sprintf("k%d", i), true, ddbPhase).phase
 		runs = append(runs, r)
 		fmt.Printf("run %d: raw PutItem %.0f/s | commands %.0f/s (ratio %.2f) | with Idempotency-Key %.0f/s (ratio %.2f)\n",
 			i+1, r.raw.rate(), r.plain.rate(), r.plain.rate()/r.raw.rate(), r.keyed.rate(), r.keyed.rate()/r.raw.rate())
@@ -187,14 +182,10 @@ type commandRun struct {
 // runCommands assembles the system on fresh tables (stream poller off), opens one account
 // per client, then has each client deposit over HTTP for d, with a new Idempotency-Key
 // per request when keyed.
-func runCommands(b *testing.B, ctx context.Context, w *wire, tag string, keyed bool, d time.Duration) commandRun {
+func runCommands(b *testing.B, ctx context.Context, awsCfg aws.Config, w *wire, tag string, keyed bool, d time.Duration) commandRun {
 	s := tag + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	c := system.Config{EventStore: "dynamodb", EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, IndexTable: "ix-" + s,
 		DLQName: "dlq-" + s, SagaDLQName: "sdlq-" + s, SnapshotEvery: 50, EndpointOverride: true, EnsureResources: true}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	back, err := system.DynamoDBBackend(ctx, c, awsCfg, log, w.option)
 	if err != nil {
@@ -260,4 +251,19 @@ func runCommands(b *testing.B, ctx context.Context, w *wire, tag string, keyed b
 		b.Fatalf("the first deposit's item: %v", err)
 	}
 	return commandRun{phase: p, item: out.Item}
+}
+
+// emulatorEnv starts DynamoDB Local and fauxqs and points the SDK's standard
+// configuration at them, as `make run-emulated` does.
+func emulatorEnv(b *testing.B) aws.Config {
+	ep, q := emulator.DynamoDB(b), emulator.SQS(b)
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": string(ep), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": string(ep),
+		"AWS_ENDPOINT_URL_SQS": string(q), "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"} {
+		b.Setenv(k, v)
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
 }

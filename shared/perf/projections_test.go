@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-
 	"github.com/ecmstore/ecmstore/shared/aggregate"
 	"github.com/ecmstore/ecmstore/shared/bank"
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -135,18 +133,10 @@ func BenchmarkProjections(b *testing.B) {
 
 func openDynamoDBForProjections(b *testing.B, w *wire) (system.Config, system.Backend) {
 	ctx := context.Background()
-	ep, q := emulator.DynamoDB(b), emulator.SQS(b)
-	for k, v := range map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": string(ep), "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": string(ep),
-		"AWS_ENDPOINT_URL_SQS": string(q), "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"} {
-		b.Setenv(k, v)
-	}
+	awsCfg := emulatorEnv(b)
 	s := strconv.FormatInt(time.Now().UnixNano(), 36)
 	c := system.Config{EventStore: "dynamodb", EventsTable: "ev-" + s, ReadModelTable: "rm-" + s, IndexTable: "ix-" + s,
 		DLQName: "dlq-" + s, SagaDLQName: "sdlq-" + s, EndpointOverride: true, EnsureResources: true, StreamPoller: true}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
 	back, err := system.DynamoDBBackend(ctx, c, awsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)), w.option)
 	if err != nil {
 		b.Fatal(err)
