@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,6 +259,11 @@ func load(b *testing.B, h http.Handler, rate int, d time.Duration, from map[stri
 	wg.Wait()
 	if len(st.acked) == 0 {
 		b.Fatalf("no command answered 200: %v", st.codes)
+	}
+	for k := range st.codes {
+		if strings.HasPrefix(k, "409 ") {
+			b.Fatalf("a deposit without If-Match answered 409: %v", st.codes)
+		}
 	}
 	return st
 }
