@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/aggregate"
@@ -48,6 +49,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	patterns []string
+	running  sync.Map // idempotency ids of the keyed requests this process is running
 }
 
 // MaxBodyBytes bounds request bodies (413 beyond).

@@ -248,6 +248,10 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 			replay = true
 		case now.Sub(prior.CreatedAt) < idempotencyStale:
 			busy = true
+		case s.isRunning(id):
+			// Older than the stale limit but alive here (queued behind other commands
+			// on a loaded process): taking it over would run the command twice.
+			busy = true
 		default:
 			return false
 		}
@@ -292,6 +296,8 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 
 	w.body = &bytes.Buffer{}
 	r = r.WithContext(context.WithValue(r.Context(), idempotencyKey, id))
+	s.running.Store(id, struct{}{})
+	defer s.running.Delete(id)
 	next.ServeHTTP(w, r)
 
 	// A server error is not an answer to remember: release the key so a retry runs again.
@@ -311,6 +317,11 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 	if err != nil {
 		s.Logger.WarnContext(r.Context(), "idempotency record not saved", "err", err)
 	}
+}
+
+func (s *Server) isRunning(id string) bool {
+	_, ok := s.running.Load(id)
+	return ok
 }
 
 type nopCloser struct{ *bytes.Reader }
