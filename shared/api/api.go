@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -42,6 +43,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	patterns []string
+	running  sync.Map // idempotency ids of the keyed requests this process is running
 }
 
 // MaxBodyBytes bounds request bodies (413 beyond).

@@ -200,6 +200,9 @@ type idempotencyRecord struct {
 	Body        []byte              `json:"body,omitempty"`
 	CreatedAt   time.Time           `json:"createdAt"`
 	ExpiresAt   int64               `json:"expiresAt"` // epoch seconds (DynamoDB TTL)
+	// Claim is unique per request that wrote a pending record, so a create resent after
+	// its answer was lost finds its own record (docstore.Create), not another request's.
+	Claim string `json:"claim,omitempty"`
 }
 
 // IdempotencyCollection holds the idempotency records. It is written on every keyed
@@ -231,28 +234,48 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 	var prior idempotencyRecord
 	var replay, busy, mismatch bool
 	now := s.Now().UTC()
-	err := s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
+	pending := idempotencyRecord{State: "pending", Fingerprint: fingerprint, CreatedAt: now,
+		ExpiresAt: now.Add(idempotencyTTL).Unix(), Claim: event.NewID()}
+	// The common case, a new key, is one conditional create (one request on DynamoDB); a
+	// record in the way is judged as below, and only an expired or abandoned one is
+	// taken over by the read-then-write Update.
+	created, existing, err := docstore.Create(r.Context(), s.Docs, idempotencyCollection, id, pending)
+	judge := func() bool {
 		replay, busy, mismatch = false, false, false
-		ok, err := tx.Get(ctx, idempotencyCollection, id, &prior)
-		if err != nil {
-			return err
+		if prior.ExpiresAt <= now.Unix() {
+			return false
 		}
-		if ok && prior.ExpiresAt > now.Unix() {
-			switch {
-			case prior.Fingerprint != fingerprint:
-				mismatch = true
-				return nil
-			case prior.State == "done":
-				replay = true
-				return nil
-			case now.Sub(prior.CreatedAt) < idempotencyStale:
-				busy = true
-				return nil
-			}
+		switch {
+		case prior.Fingerprint != fingerprint:
+			mismatch = true
+		case prior.State == "done":
+			replay = true
+		case now.Sub(prior.CreatedAt) < idempotencyStale:
+			busy = true
+		case s.isRunning(id):
+			// Older than the stale limit but alive here (queued behind other commands
+			// on a loaded process): taking it over would run the command twice.
+			busy = true
+		default:
+			return false
 		}
-		return tx.Put(ctx, idempotencyCollection, id, idempotencyRecord{State: "pending", Fingerprint: fingerprint,
-			CreatedAt: now, ExpiresAt: now.Add(idempotencyTTL).Unix()})
-	})
+		return true
+	}
+	if err == nil && !created {
+		prior = idempotencyRecord{}
+		if err = json.Unmarshal(existing, &prior); err != nil {
+			err = fmt.Errorf("idempotency record %s: %w", id, err)
+		} else if !judge() {
+			err = s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
+				prior = idempotencyRecord{}
+				ok, err := tx.Get(ctx, idempotencyCollection, id, &prior)
+				if err != nil || (ok && judge()) {
+					return err
+				}
+				return tx.Put(ctx, idempotencyCollection, id, pending)
+			})
+		}
+	}
 	switch {
 	case err != nil:
 		s.writeError(w, r, err)
@@ -277,6 +300,8 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 
 	w.body = &bytes.Buffer{}
 	r = r.WithContext(context.WithValue(r.Context(), idempotencyKey, id))
+	s.running.Store(id, struct{}{})
+	defer s.running.Delete(id)
 	next.ServeHTTP(w, r)
 
 	// A server error is not an answer to remember: release the key so a retry runs again.
@@ -296,6 +321,11 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 	if err != nil {
 		s.Logger.WarnContext(r.Context(), "idempotency record not saved", "err", err)
 	}
+}
+
+func (s *Server) isRunning(id string) bool {
+	_, ok := s.running.Load(id)
+	return ok
 }
 
 type nopCloser struct{ *bytes.Reader }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -240,4 +241,113 @@ func TestProjectorIndexesFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// In parallel mode a transient failure stops its own aggregate only: the other
+// aggregates of the batch are applied, the failed record is reported (the same answer
+// as in order), the poison record is parked, and the redelivery from the reported record
+// applies the rest once, skipping what was applied already.
+func TestProjectorParallelFailure(t *testing.T) {
+	ctx := context.Background()
+	docs := memstore.NewDocs()
+	flaky := true
+	en, sink := newEngine(switchDocs{Docs: docs, flaky: &flaky}, memstore.New())
+	p := &Projector{Engine: en, Decode: testDecoder, Parallel: 4}
+	var batch events.DynamoDBEvent
+	readJSON(t, "stream-batch.json", &batch)
+	res, err := p.Handle(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertGolden(t, "stream-batch.response.golden.json", res)
+	balance := func(id string) string {
+		var a bank.View
+		if ok, _ := docs.Get(ctx, bank.AccountsCollection, id, &a); !ok {
+			return "absent"
+		}
+		return a.Balance.String()
+	}
+	for id, want := range map[string]string{"acc-1": "1000", "acc-3": "absent", "acc-4": "7"} {
+		if got := balance(id); got != want {
+			t.Fatalf("%s: balance %s, want %s", id, got, want)
+		}
+	}
+	if len(sink.sent) != 1 || sink.sent[0].AggregateID != "acc-2" {
+		t.Fatalf("dead letters sent: %+v", sink.sent)
+	}
+	// Lambda redelivers from the lowest failed record on.
+	flaky = false
+	var rest events.DynamoDBEvent
+	for _, r := range batch.Records {
+		if !seqAfter("114", r.Change.SequenceNumber) {
+			rest.Records = append(rest.Records, r)
+		}
+	}
+	if res, err := p.Handle(ctx, rest); err != nil || len(res.BatchItemFailures) != 0 {
+		t.Fatalf("redelivery: %+v, %v", res, err)
+	}
+	for id, want := range map[string]string{"acc-3": "5", "acc-4": "7"} {
+		if got := balance(id); got != want {
+			t.Fatalf("after redelivery %s: balance %s, want %s (applied once)", id, got, want)
+		}
+	}
+}
+
+// switchDocs fails acc-3's updates transiently while *flaky.
+type switchDocs struct {
+	*memstore.Docs
+	flaky *bool
+}
+
+func (d switchDocs) Update(ctx context.Context, fn func(context.Context, docstore.Tx) error) error {
+	if !*d.flaky {
+		return d.Docs.Update(ctx, fn)
+	}
+	return d.Docs.Update(ctx, func(ctx context.Context, tx docstore.Tx) error { return fn(ctx, flakyTx{tx}) })
+}
+
+// Many aggregates, several events each, projected in parallel (run with -race): every
+// read model ends at the fold of its own events, each applied once, and a second delivery
+// of the whole batch changes nothing.
+func TestProjectorParallelOrderPerAggregate(t *testing.T) {
+	ctx := context.Background()
+	docs := memstore.NewDocs()
+	en, _ := newEngine(docs, memstore.New())
+	p := &Projector{Engine: en, Decode: testDecoder, Parallel: 8}
+	var batch events.DynamoDBEvent
+	seq := 1000
+	const accounts, deposits = 20, 5
+	for v := 1; v <= deposits+1; v++ {
+		for a := range accounts {
+			typ, payload := "MoneyDeposited", fmt.Sprintf(`{"amount":%d}`, v)
+			if v == 1 {
+				typ, payload = "AccountOpened", `{"initialDeposit":0}`
+			}
+			seq++
+			batch.Records = append(batch.Records, streamRecord(fmt.Sprintf("acc-%d", a), v, typ, payload, strconv.Itoa(seq)))
+		}
+	}
+	for round := range 2 {
+		if res, err := p.Handle(ctx, batch); err != nil || len(res.BatchItemFailures) != 0 {
+			t.Fatalf("round %d: %+v, %v", round, res, err)
+		}
+		for a := range accounts {
+			var v bank.View
+			if ok, _ := docs.Get(ctx, bank.AccountsCollection, fmt.Sprintf("acc-%d", a), &v); !ok || v.Version != deposits+1 ||
+				v.Balance.String() != "20" {
+				t.Fatalf("round %d: acc-%d = %+v, want version %d, balance 20 (2+3+4+5+6)", round, a, v, deposits+1)
+			}
+		}
+	}
+}
+
+func streamRecord(id string, v int, typ, payload, seq string) events.DynamoDBEventRecord {
+	pk := events.NewStringAttribute("BankAccount#" + id)
+	return events.DynamoDBEventRecord{EventName: "INSERT", EventID: seq, Change: events.DynamoDBStreamRecord{
+		SequenceNumber: seq, Keys: map[string]events.DynamoDBAttributeValue{"pk": pk, "sk": events.NewNumberAttribute(strconv.Itoa(v))},
+		NewImage: map[string]events.DynamoDBAttributeValue{"pk": pk, "sk": events.NewNumberAttribute(strconv.Itoa(v)),
+			"kind": events.NewStringAttribute("event"), "eventId": events.NewStringAttribute(fmt.Sprintf("e-%s-%d", id, v)),
+			"eventType": events.NewStringAttribute(typ), "aggregateType": events.NewStringAttribute("BankAccount"),
+			"schemaVersion": events.NewNumberAttribute("1"), "timestamp": events.NewStringAttribute("2024-01-01T00:00:00Z"),
+			"payload": events.NewStringAttribute(payload)}}}
 }

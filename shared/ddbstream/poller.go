@@ -28,16 +28,30 @@ type Poller struct {
 	Streams   *dynamodbstreams.Client
 	StreamArn string
 	Handler   Handler
-	BatchSize int           // default 100
-	MaxRetry  int           // retries of a failing batch before the on-failure record; default 5
-	Idle      time.Duration // wait when a shard has no new records; default 100 ms
+	BatchSize int // default 100
+	MaxRetry  int // retries of a failing batch before the on-failure record; default 5
+	// Idle is the longest wait when no shard has new records (default 100 ms). The wait
+	// starts at MinIdle (default 10 ms) after records and doubles up to Idle, so a busy
+	// stream is read again within milliseconds while an idle one costs a few requests a
+	// second.
+	Idle    time.Duration
+	MinIdle time.Duration
 	// OnFailure sends the on-failure record (nil: logged only).
 	SQS      *sqs.Client
 	QueueURL string
 	Logger   *slog.Logger
 
 	shards map[string]*shardState
+	// discovered: when the shards were last listed; rediscover: a shard has ended, so
+	// its children are to be listed now.
+	discovered  time.Time
+	rediscover  bool
+	idleStreaks int
 }
+
+// rediscoverEvery bounds how long a poller reading records goes without listing the
+// stream's shards (an idle step always lists them).
+const rediscoverEvery = time.Second
 
 type shardState struct {
 	parent   string
@@ -57,6 +71,9 @@ func (p *Poller) defaults() {
 	if p.Idle <= 0 {
 		p.Idle = 100 * time.Millisecond
 	}
+	if p.MinIdle <= 0 || p.MinIdle > p.Idle {
+		p.MinIdle = min(10*time.Millisecond, p.Idle)
+	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
@@ -73,32 +90,51 @@ func (p *Poller) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			p.Logger.Warn("stream poller", "err", err)
 		}
-		if !progressed {
-			select {
-			case <-ctx.Done():
-			case <-time.After(p.Idle):
-			}
+		if progressed {
+			p.idleStreaks = 0
+			continue
+		}
+		wait := min(p.MinIdle<<min(p.idleStreaks, 16), p.Idle)
+		p.idleStreaks++
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
 		}
 	}
 }
 
 // Step discovers shards and processes at most one batch per ready shard. It reports
-// whether any records were handled.
+// whether any records were handled. While records flow, the shards are listed once a
+// second (or when one ends) rather than on every step; a step that finds no records
+// lists them before it reports that, so a caller stepping until nothing moves (the fault
+// harness) never stops short of a new shard.
 func (p *Poller) Step(ctx context.Context) (bool, error) {
 	p.defaults()
-	if err := p.discover(ctx); err != nil {
-		return false, err
-	}
+	listed := false
 	progressed := false
-	for id, s := range p.shards {
-		if s.done || !p.ready(s) {
-			continue
+	for pass := 0; pass < 2; pass++ {
+		if pass == 1 && (progressed || listed) {
+			break
 		}
-		moved, err := p.poll(ctx, id, s)
-		if err != nil {
-			return progressed, err
+		if pass == 1 || len(p.shards) == 0 || p.rediscover || time.Since(p.discovered) >= rediscoverEvery {
+			if err := p.discover(ctx); err != nil {
+				return progressed, err
+			}
+			listed, p.rediscover, p.discovered = true, false, time.Now()
 		}
-		progressed = progressed || moved
+		for id, s := range p.shards {
+			if s.done || !p.ready(s) {
+				continue
+			}
+			moved, err := p.poll(ctx, id, s)
+			if err != nil {
+				return progressed, err
+			}
+			if s.done {
+				p.rediscover = true
+			}
+			progressed = progressed || moved
+		}
 	}
 	return progressed, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -34,6 +35,15 @@ type Projector struct {
 	Decode Decoder
 	Index  Indexer // nil: the batch is not indexed (the saga's handler)
 	Logger *slog.Logger
+	// Parallel, above 1, projects the records of different aggregates of a batch
+	// concurrently, at most Parallel at a time, each aggregate's in stream order: a batch
+	// then costs about its longest aggregate's round trips instead of the sum of all. A
+	// transient failure stops its aggregate only; the first failed record of each such
+	// aggregate is reported, Lambda checkpoints at the lowest and redelivers from there,
+	// and what other aggregates applied past it comes back as duplicates the guards skip.
+	// Only for projections that do not depend on the order of events across aggregates
+	// (read models; not the saga, which reacts to several aggregates' events).
+	Parallel int
 }
 
 // Handle processes one DynamoDB Streams batch. Poison events are parked by the engine
@@ -55,16 +65,19 @@ func (p *Projector) Handle(ctx context.Context, ev events.DynamoDBEvent) (events
 		}
 		return res, nil
 	}
-	var last *events.DynamoDBEventRecord
-	defer func() { p.recordPosition(ctx, last) }()
-	for i, rec := range ev.Records {
-		if err := p.record(ctx, rec); err != nil {
-			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
-			res.BatchItemFailures = append(res.BatchItemFailures,
-				events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
-			return res, nil
+	if p.Parallel > 1 {
+		res = p.parallel(ctx, ev.Records, res)
+		if len(res.BatchItemFailures) == 0 && len(ev.Records) > 0 {
+			p.recordPosition(ctx, &ev.Records[len(ev.Records)-1])
 		}
-		last = &ev.Records[i]
+		return res, nil
+	}
+	n, failed := p.inOrder(ctx, ev.Records)
+	if n > 0 {
+		p.recordPosition(ctx, &ev.Records[n-1])
+	}
+	if failed {
+		res.BatchItemFailures = append(res.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: ev.Records[n].Change.SequenceNumber})
 	}
 	return res, nil
 }
@@ -80,6 +93,53 @@ func (p *Projector) recordPosition(ctx context.Context, rec *events.DynamoDBEven
 	if err := p.Engine.RecordStreamPosition(ctx, pos); err != nil {
 		p.logger().Warn("stream position not recorded", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
 	}
+}
+
+// inOrder projects records one after the other up to the first transient failure: it
+// returns how many went through and whether recs[n] failed.
+func (p *Projector) inOrder(ctx context.Context, recs []events.DynamoDBEventRecord) (n int, failed bool) {
+	for i, rec := range recs {
+		if err := p.record(ctx, rec); err != nil {
+			p.logger().Warn("stream record will be retried", "sequenceNumber", rec.Change.SequenceNumber, "err", err)
+			return i, true
+		}
+	}
+	return len(recs), false
+}
+
+// parallel projects each aggregate's records in order, aggregates concurrently (see
+// Parallel), and reports the first failed record of every aggregate that failed.
+func (p *Projector) parallel(ctx context.Context, recs []events.DynamoDBEventRecord, res events.DynamoDBEventResponse) events.DynamoDBEventResponse {
+	var order []string
+	byKey := map[string][]events.DynamoDBEventRecord{}
+	for _, rec := range recs {
+		// The partition key is the stream (a guard item's is its own: harmless).
+		k := ""
+		if pk, ok := rec.Change.Keys[infra.AttrPK]; ok && pk.DataType() == events.DataTypeString {
+			k = pk.String()
+		}
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], rec)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, p.Parallel)
+	for _, k := range order {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if n, failed := p.inOrder(ctx, byKey[k]); failed {
+				mu.Lock()
+				res.BatchItemFailures = append(res.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: byKey[k][n].Change.SequenceNumber})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return res
 }
 
 // index writes the index items of the batch's events. Snapshots, id guards and records

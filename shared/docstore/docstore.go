@@ -125,3 +125,37 @@ func CheckCollection(collection string) error {
 func valid(s string, max int) bool {
 	return len(s) > 0 && len(s) <= max && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
+
+// Creator is implemented by stores that can create a document where none exists in one
+// round trip, and hand back the document in the way otherwise (DynamoDB: a conditional
+// PutItem returning the old item on failure, where an Update costs a read and a write).
+type Creator interface {
+	// Create writes v at collection/key if no document is there and reports created;
+	// otherwise it writes nothing and returns the document there. A create whose answer
+	// was lost and that was resent finds its own document: created is true when the
+	// document there is byte for byte the one this call wrote.
+	Create(ctx context.Context, collection, key string, v any) (created bool, existing json.RawMessage, err error)
+}
+
+// Create writes v at collection/key if no document is there, else returns the document
+// there: one request on a store that is a Creator, an Update (read, then write) on others.
+func Create(ctx context.Context, s Store, collection, key string, v any) (bool, json.RawMessage, error) {
+	if c, ok := s.(Creator); ok {
+		return c.Create(ctx, collection, key, v)
+	}
+	var created bool
+	var existing json.RawMessage
+	err := s.Update(ctx, func(ctx context.Context, tx Tx) error {
+		created, existing = false, nil
+		ok, err := tx.Get(ctx, collection, key, &existing)
+		if err != nil || ok {
+			return err
+		}
+		created = true
+		return tx.Put(ctx, collection, key, v)
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	return created, existing, nil
+}

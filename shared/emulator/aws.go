@@ -196,3 +196,15 @@ func SQSClient(ep Endpoint, opts ...func(*sqs.Options)) *sqs.Client {
 	return sqs.NewFromConfig(Config(), append([]func(*sqs.Options){
 		func(o *sqs.Options) { o.BaseEndpoint = aws.String(string(ep)) }}, opts...)...)
 }
+
+// DynamoDBPID is the process id of the DynamoDB Local this test process started (its
+// JVM), or 0 when it started none (not yet, or ECM_TEST_DYNAMODB_ENDPOINT names another
+// one): benchmarks read the server's CPU time from /proc/<pid>/stat.
+func DynamoDBPID() int {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	if ddbSvc.proc == nil || ddbSvc.proc.exited() {
+		return 0
+	}
+	return ddbSvc.proc.cmd.Process.Pid
+}

@@ -133,6 +133,10 @@ func localMappings(s *System, c Config, clients *AWSClients, log *slog.Logger) [
 	return loops
 }
 
+// projectorParallel is how many aggregates of a stream batch the read models' handler
+// projects at once (ddbstream.Projector.Parallel).
+const projectorParallel = 8
+
 // Projector is the stream handler over every projection of the system (read models and
 // sagas): what the local poller invokes.
 func (s *System) Projector() *ddbstream.Projector { return s.StreamHandler(nil) }
@@ -145,6 +149,10 @@ func (s *System) StreamHandler(keep func(projection.Projection) bool) *ddbstream
 		en = en.Subset(keep)
 	}
 	p := &ddbstream.Projector{Engine: en, Decode: dynamostore.DecodeItem, Logger: s.Logger}
+	// Read models do not depend on the order of events across aggregates; the saga does.
+	if !slices.ContainsFunc(en.Projections(), projection.IsReactor) {
+		p.Parallel = projectorParallel
+	}
 	// The read models' handler indexes each batch before projecting it (template.yaml
 	// grants the index writes to the projector's role alone); the saga's does not.
 	if s.AWS != nil && s.AWS.Indexer != nil && slices.ContainsFunc(en.Projections(), func(p projection.Projection) bool { return !projection.IsReactor(p) }) {

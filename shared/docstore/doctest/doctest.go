@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ErrorAborts", testErrorAborts},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"ConcurrentCreateOnce", testCreateOnce},
+		{"CreateIfAbsent", testCreateIfAbsent},
 		{"ListAndDeleteCollection", testListAndDeleteCollection},
 		{"ManyWrites", testManyWrites},
 		{"KeyLimits", testKeyLimits},
@@ -228,6 +229,56 @@ func testCreateOnce(t *testing.T, s docstore.Store) {
 	wg.Wait()
 	if created.Load() != 1 {
 		t.Fatalf("%d transactions created the slot, want 1", created.Load())
+	}
+}
+
+// docstore.Create (one conditional put on DynamoDB, an Update elsewhere) under
+// contention: exactly one caller creates, every other one is handed the winner's document,
+// and the document is the winner's.
+func testCreateIfAbsent(t *testing.T, s docstore.Store) {
+	c := coll("create")
+	const n = 16
+	var mu sync.Mutex
+	winners, seen := []int{}, map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created, existing, err := docstore.Create(bg(), s, c, "slot", doc{N: i, Name: "claim"})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Errorf("create: %v", err)
+			case created:
+				winners = append(winners, i)
+			default:
+				var d doc
+				if err := json.Unmarshal(existing, &d); err != nil {
+					t.Errorf("existing document %q: %v", existing, err)
+				}
+				seen[fmt.Sprint(d.N)]++
+			}
+		}()
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d callers created the document (%v), want 1", len(winners), winners)
+	}
+	if got, ok := mustGet(t, s, c, "slot"); !ok || got.N != winners[0] {
+		t.Fatalf("stored %+v (present %v), want the winner's n=%d", got, ok, winners[0])
+	}
+	if len(seen) != 1 || seen[fmt.Sprint(winners[0])] != n-1 {
+		t.Fatalf("losers were handed %v, want the winner's document %d times", seen, n-1)
+	}
+	// Present: nothing written.
+	created, existing, err := docstore.Create(bg(), s, c, "slot", doc{N: -1})
+	if err != nil || created || len(existing) == 0 {
+		t.Fatalf("create over a document: created %v, existing %q, err %v", created, existing, err)
+	}
+	if got, _ := mustGet(t, s, c, "slot"); got.N != winners[0] {
+		t.Fatalf("create over a document changed it to %+v", got)
 	}
 }
 

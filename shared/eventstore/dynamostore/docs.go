@@ -504,3 +504,44 @@ func (d *Docs) DeleteCollection(ctx context.Context, coll string) error {
 	}
 	return batchDelete(ctx, d.db, d.table, keys)
 }
+
+var _ docstore.Creator = (*Docs)(nil)
+
+// Create is a conditional PutItem (attribute_not_exists) returning the item in the way
+// (ALL_OLD) when the condition fails: one request where Update reads, then writes.
+func (d *Docs) Create(ctx context.Context, coll, key string, v any) (bool, json.RawMessage, error) {
+	if err := docstore.CheckKey(coll, key); err != nil {
+		return false, nil, err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return false, nil, fmt.Errorf("docstore: encode %s/%s: %w", coll, key, err)
+	}
+	k := docKey{coll, key}
+	item, err := attributevalue.MarshalMap(newItem(k, raw, rand.Int64N(math.MaxInt64-1)+1, !d.unlisted[coll]))
+	if err != nil {
+		return false, nil, fmt.Errorf("dynamodb: encode document %s/%s: %w", coll, key, err)
+	}
+	err = retrying(ctx, func() error {
+		_, err := d.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(d.table), Item: item,
+			ConditionExpression: aws.String("attribute_not_exists(#pk)"), ExpressionAttributeNames: map[string]string{"#pk": infra.AttrPK},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld})
+		return err
+	})
+	var cf *conditionFailed
+	switch {
+	case err == nil:
+		return true, nil, nil
+	case !errors.As(err, &cf):
+		return false, nil, err
+	}
+	var old docItem
+	if err := attributevalue.UnmarshalMap(cf.old, &old); err != nil || cf.old == nil {
+		return false, nil, fmt.Errorf("dynamodb: document %s/%s in the way not returned or not decodable: %v", coll, key, err)
+	}
+	// Our own write, resent by the SDK after its answer was lost.
+	if old.Doc == string(raw) {
+		return true, nil, nil
+	}
+	return false, json.RawMessage(old.Doc), nil
+}

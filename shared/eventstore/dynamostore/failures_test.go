@@ -242,3 +242,41 @@ func TestLostResponseIsTheSameAppend(t *testing.T) {
 		})
 	}
 }
+
+// A create whose response was lost is resent by the SDK and meets its own document: it
+// is reported created, not handed back as someone else's (an idempotency key would
+// otherwise answer its own first request "in progress"). A document another caller
+// created is still handed back.
+func TestLostResponseCreateIsOurs(t *testing.T) {
+	ctx := context.Background()
+	opt, lost := lostResponses("PutItem", 1)
+	db, _, models := env(t, opt)
+	d := dynamostore.NewDocs(db, models)
+	coll := "lostcreate-" + event.NewID()
+	created, existing, err := d.Create(ctx, coll, "k", map[string]any{"claim": "first"})
+	if err != nil || !created || existing != nil {
+		t.Fatalf("create whose answer was lost: created %v, existing %s, err %v", created, existing, err)
+	}
+	if *lost != 1 {
+		t.Fatalf("%d responses lost, want 1", *lost)
+	}
+	created, existing, err = d.Create(ctx, coll, "k", map[string]any{"claim": "second"})
+	if err != nil || created || string(existing) != `{"claim":"first"}` {
+		t.Fatalf("second create: created %v, existing %s, err %v", created, existing, err)
+	}
+	var got map[string]string
+	if ok, err := d.Get(ctx, coll, "k", &got); err != nil || !ok || got["claim"] != "first" {
+		t.Fatalf("stored %v (%v, %v), want the first create's", got, ok, err)
+	}
+	// A failure that is not the condition is returned as it is.
+	failing := dynamostore.NewDocs(mustClient(t, (&injector{count: map[string]int{},
+		fail: on("PutItem", -1, &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")})}).option()), models)
+	if _, _, err := failing.Create(ctx, coll, "other", 1); !errors.Is(err, eventstore.ErrThrottled) {
+		t.Fatalf("throttled create: %v, want ErrThrottled", err)
+	}
+}
+
+func mustClient(t *testing.T, opt func(*dynamodb.Options)) *dynamodb.Client {
+	db, _, _ := env(t, opt)
+	return db
+}
