@@ -32,6 +32,12 @@ type Deps struct {
 	Modules []Module
 	// Now is the clock (tests).
 	Now func() time.Time
+	// IdempotencyLease is how long a keyed command's pending record stays claimed by the
+	// process running it without a renewal (default DefaultIdempotencyLease): after a
+	// crash, how long retries of its key answer 409 request_in_progress. The running
+	// process renews the claim every IdempotencyRenew (default a third of the lease).
+	IdempotencyLease time.Duration
+	IdempotencyRenew time.Duration
 }
 
 // Server is the handler. Create it with New.
@@ -40,6 +46,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	patterns []string
+	running  runningKeys // idempotency keys this server is running (idempotency.go)
 }
 
 // MaxBodyBytes bounds request bodies (413 beyond).
