@@ -35,7 +35,8 @@ type Deps struct {
 	// IdempotencyLease is how long a keyed command's pending record stays claimed by the
 	// process running it without a renewal (default DefaultIdempotencyLease): after a
 	// crash, how long retries of its key answer 409 request_in_progress. The running
-	// process renews the claim every IdempotencyRenew (default a third of the lease).
+	// process renews the claim every IdempotencyRenew (default a third of the lease; it
+	// must stay well below the lease, or a live request's claim lapses between renewals).
 	IdempotencyLease time.Duration
 	IdempotencyRenew time.Duration
 }

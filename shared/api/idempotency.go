@@ -61,7 +61,7 @@ func (s *Server) idempotencyLease() (lease, renew time.Duration) {
 	if lease <= 0 {
 		lease = DefaultIdempotencyLease
 	}
-	if renew <= 0 || renew >= lease {
+	if renew <= 0 {
 		renew = lease / 3
 	}
 	return lease, renew
@@ -81,6 +81,13 @@ func (k *runningKeys) enter(id, owner string) bool {
 
 func (k *runningKeys) leave(id, owner string) { k.m.CompareAndDelete(id, owner) }
 
+// idempotencyID is the record of a key: keys are scoped to the actor, method and path.
+func idempotencyID(actor, method, path, key string) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", actor, method, path))
+	scope := sha256.Sum256(append(sum[:], key...))
+	return hex.EncodeToString(scope[:])
+}
+
 // idempotent runs a command once per Idempotency-Key: a retry gets the first response
 // back (with Idempotent-Replayed: true) and appends nothing. The key also seeds the
 // events' ids, so even a retry after a crash between append and record is recognised.
@@ -94,9 +101,7 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 		s.writeError(w, r, errBadRequest("Idempotency-Key must be at most 255 characters"))
 		return
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", s.Actor(r), r.Method, r.URL.Path))
-	scope := sha256.Sum256(append(sum[:], key...))
-	id := hex.EncodeToString(scope[:])
+	id := idempotencyID(s.Actor(r), r.Method, r.URL.Path, key)
 	fp := sha256.Sum256(body)
 	fingerprint := hex.EncodeToString(fp[:])
 
@@ -124,7 +129,7 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 			case prior.State == "done":
 				replay = true
 				return nil
-			case busyHere || now.Before(prior.leaseEnd()):
+			case now.Before(prior.leaseEnd()):
 				busy = true
 				return nil
 			}
