@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ErrorAborts", testErrorAborts},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"ConcurrentCreateOnce", testCreateOnce},
+		{"ConcurrentTakeOverOnce", testTakeOverOnce},
 		{"ListAndDeleteCollection", testListAndDeleteCollection},
 		{"ManyWrites", testManyWrites},
 		{"KeyLimits", testKeyLimits},
@@ -228,6 +229,48 @@ func testCreateOnce(t *testing.T, s docstore.Store) {
 	wg.Wait()
 	if created.Load() != 1 {
 		t.Fatalf("%d transactions created the slot, want 1", created.Load())
+	}
+}
+
+// Replace-if-unchanged under contention: of racing transactions that read the same
+// existing document and replace it only if it still is what they read, exactly one does
+// (how a retry takes over an idempotency record whose lease lapsed).
+func testTakeOverOnce(t *testing.T, s docstore.Store) {
+	c := coll("takeover")
+	if err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		return tx.Put(ctx, c, "claim", doc{N: 0})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	var took atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine bool
+			err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+				mine = false
+				var d doc
+				ok, err := tx.Get(ctx, c, "claim", &d)
+				if err != nil || !ok || d.N != 0 {
+					return err
+				}
+				mine = true
+				return tx.Put(ctx, c, "claim", doc{N: i + 1})
+			})
+			if err != nil {
+				t.Errorf("update: %v", err)
+			}
+			if mine {
+				took.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if took.Load() != 1 {
+		t.Fatalf("%d transactions took the document over, want 1", took.Load())
 	}
 }
 
