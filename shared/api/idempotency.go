@@ -116,7 +116,7 @@ func (s *Server) idempotent(w *recorder, r *http.Request, key string, body []byt
 	var replay, busy, mismatch bool
 	now := s.Now().UTC()
 	err := s.Docs.Update(r.Context(), func(ctx context.Context, tx docstore.Tx) error {
-		replay, busy, mismatch = false, false, false
+		replay, busy, mismatch, prior = false, false, false, idempotencyRecord{} // fn may run again
 		ok, err := tx.Get(ctx, idempotencyCollection, id, &prior)
 		if err != nil {
 			return err
