@@ -25,14 +25,10 @@ import (
 
 func TestMain(m *testing.M) { emulator.Main(m) }
 
-// Budgets of one function: the binary's size, and its initialisation (process start →
-// first invocation/next, Lambda's Init Duration). The first answer also includes the
-// handler's round trips to the emulators, which say nothing about AWS, so it is printed
-// and benchmarked (BenchmarkColdStart) rather than asserted.
-const (
-	MaxBinaryBytes = 15 << 20
-	MaxInit        = 100 * time.Millisecond
-)
+// MaxBinaryBytes is the budget of one function's binary. Timings (initialisation, the
+// first answer) depend on the machine's load, so BenchmarkColdStart measures them and no
+// test asserts them.
+const MaxBinaryBytes = 15 << 20
 
 // lambdas are the function directories: every functions/<name>/main.go but local (the
 // local server) and ecmctl (the operator's CLI), picked up as they appear. Each needs event.json and
@@ -200,37 +196,9 @@ func TestFunctionsUnderLambdaRuntime(t *testing.T) {
 			if got, w := shape(res.Body), shape(want); got != w {
 				t.Fatalf("%s response:\n%s\nwant:\n%s", name, got, w)
 			}
-			init := bestInit(t, bin, env)
-			t.Logf("%-10s binary %5.1f MB  init %3d ms (best of %d)  first answer %4d ms after process start", name,
-				float64(info.Size())/(1<<20), init.Milliseconds(), initRuns, rt.ColdStart().Milliseconds())
-			if init > MaxInit {
-				t.Errorf("%s takes %v to initialise, budget %v", name, init, MaxInit)
-			}
+			t.Logf("%-10s binary %5.1f MB", name, float64(info.Size())/(1<<20))
 		})
 	}
-}
-
-// initRuns launches are timed and the fastest counts: the machine's other load only ever
-// adds time, so the minimum is what the binary itself costs.
-const initRuns = 5
-
-// bestInit launches the binary initRuns times and returns its fastest initialisation.
-func bestInit(t *testing.T, bin string, env []string) time.Duration {
-	best := time.Duration(-1)
-	for range initRuns {
-		rt := lambdatest.Start(t)
-		rt.Launch(t, bin, env...)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := rt.Ready(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := rt.InitDuration(); best < 0 || d < best {
-			best = d
-		}
-	}
-	return best
 }
 
 // The API function answers further requests through the same process: a rule violation
@@ -272,15 +240,17 @@ func TestAPIFunctionFollowUps(t *testing.T) {
 	}
 }
 
-// BenchmarkColdStart measures process start → first answer for each function (the
-// README quotes it); the speed goal lives here, not in a timed test.
+// BenchmarkColdStart measures, for each function, its initialisation (process start →
+// first invocation/next, Lambda's Init Duration: ms/init) and process start → first answer
+// (ms/coldstart), which also includes the handler's round trips to the emulators. The
+// README quotes both; the speed goals live here, not in a timed test.
 func BenchmarkColdStart(b *testing.B) {
 	env := environment(b)
 	for _, name := range lambdas(b) {
 		bin := build(b, name)
 		payload, _ := os.ReadFile(filepath.Join(name, "event.json"))
 		b.Run(name, func(b *testing.B) {
-			var total time.Duration
+			var total, init time.Duration
 			for range b.N {
 				rt := lambdatest.Start(b)
 				rt.Launch(b, bin, env...)
@@ -288,8 +258,10 @@ func BenchmarkColdStart(b *testing.B) {
 					b.Fatal(err)
 				}
 				total += rt.ColdStart()
+				init += rt.InitDuration()
 			}
-			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/coldstart")
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/coldstart")
+			b.ReportMetric(float64(init.Microseconds())/1000/float64(b.N), "ms/init")
 		})
 	}
 }

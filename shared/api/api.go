@@ -7,7 +7,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/ecmstore/ecmstore/shared/docstore"
@@ -35,6 +34,13 @@ type Deps struct {
 	Modules []Module
 	// Now is the clock (tests).
 	Now func() time.Time
+	// IdempotencyLease is how long a keyed command's pending record stays claimed by the
+	// process running it without a renewal (default DefaultIdempotencyLease): after a
+	// crash, how long retries of its key answer 409 request_in_progress. The running
+	// process renews the claim every IdempotencyRenew (default a third of the lease; it
+	// must stay well below the lease, or a live request's claim lapses between renewals).
+	IdempotencyLease time.Duration
+	IdempotencyRenew time.Duration
 }
 
 // Server is the handler. Create it with New.
@@ -43,7 +49,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	patterns []string
-	running  sync.Map // idempotency ids of the keyed requests this process is running
+	running  runningKeys // idempotency keys this server is running (idempotency.go)
 }
 
 // MaxBodyBytes bounds request bodies (413 beyond).

@@ -61,6 +61,10 @@ type Config struct {
 	// rebuild started through the API is dispatched there (template.yaml sets it for the
 	// API function). Without it, the process steps rebuild jobs itself in the background.
 	RebuildQueueURL string
+	// IdempotencyLease is how long a keyed command's claim on its Idempotency-Key lasts
+	// without renewal (IDEMPOTENCY_LEASE, a duration; default api.DefaultIdempotencyLease):
+	// after a crash, how long retries of the key answer 409 request_in_progress.
+	IdempotencyLease time.Duration
 }
 
 // FromEnv reads the configuration.
@@ -127,6 +131,13 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("INDEX_SETTLE must be a positive duration, got %q", v)
 		}
 		c.IndexSettle = d
+	}
+	if v := os.Getenv("IDEMPOTENCY_LEASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("IDEMPOTENCY_LEASE must be a duration of at least 1s, got %q", v)
+		}
+		c.IdempotencyLease = d
 	}
 	if v := os.Getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -211,7 +211,8 @@ func assemble(c Config, b Backend, log *slog.Logger, o options) *System {
 		s.loops = append(s.loops, s.purgeIdempotency)
 	}
 	s.Handler = api.New(api.Deps{Store: s.Store, Feed: s.Feed, Docs: s.Docs, Engine: s.Engine,
-		Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.Modules, Actor: o.actor, Access: o.access})
+		Metrics: s.Metrics, Logger: s.Logger, AfterAppend: s.wake, Modules: s.Modules, Actor: o.actor, Access: o.access,
+		IdempotencyLease: c.IdempotencyLease})
 	return s
 }
 

@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore Constructor) {
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"ConcurrentCreateOnce", testCreateOnce},
 		{"CreateIfAbsent", testCreateIfAbsent},
+		{"ConcurrentTakeOverOnce", testTakeOverOnce},
 		{"ListAndDeleteCollection", testListAndDeleteCollection},
 		{"ManyWrites", testManyWrites},
 		{"KeyLimits", testKeyLimits},
@@ -200,36 +201,65 @@ func testConcurrentIncrements(t *testing.T, s docstore.Store) {
 // (how idempotency keys and parking claim a slot).
 func testCreateOnce(t *testing.T, s docstore.Store) {
 	c := coll("once")
+	if n := race(t, s, func(ctx context.Context, tx docstore.Tx, i int) (bool, error) {
+		var d doc
+		ok, err := tx.Get(ctx, c, "slot", &d)
+		if err != nil || ok {
+			return false, err
+		}
+		return true, tx.Put(ctx, c, "slot", doc{N: i})
+	}); n != 1 {
+		t.Fatalf("%d transactions created the slot, want 1", n)
+	}
+}
+
+// Replace-if-unchanged under contention: of racing transactions that read the same
+// existing document and replace it only if it still is what they read, exactly one does
+// (how a retry takes over an idempotency record whose lease lapsed).
+func testTakeOverOnce(t *testing.T, s docstore.Store) {
+	c := coll("takeover")
+	if err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
+		return tx.Put(ctx, c, "claim", doc{N: 0})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := race(t, s, func(ctx context.Context, tx docstore.Tx, i int) (bool, error) {
+		var d doc
+		ok, err := tx.Get(ctx, c, "claim", &d)
+		if err != nil || !ok || d.N != 0 {
+			return false, err
+		}
+		return true, tx.Put(ctx, c, "claim", doc{N: i + 1})
+	}); n != 1 {
+		t.Fatalf("%d transactions took the document over, want 1", n)
+	}
+}
+
+// race runs 16 transactions of claim at once and returns how many committed having
+// claimed (claim's bool of the attempt that committed).
+func race(t *testing.T, s docstore.Store, claim func(ctx context.Context, tx docstore.Tx, i int) (bool, error)) int {
 	const n = 16
-	var created atomic.Int32
+	var claimed atomic.Int32
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine bool
-			err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) error {
-				mine = false
-				var d doc
-				ok, err := tx.Get(ctx, c, "slot", &d)
-				if err != nil || ok {
-					return err
-				}
-				mine = true
-				return tx.Put(ctx, c, "slot", doc{N: i})
+			err := s.Update(bg(), func(ctx context.Context, tx docstore.Tx) (err error) {
+				mine, err = claim(ctx, tx, i)
+				return err
 			})
 			if err != nil {
 				t.Errorf("update: %v", err)
 			}
 			if mine {
-				created.Add(1)
+				claimed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	if created.Load() != 1 {
-		t.Fatalf("%d transactions created the slot, want 1", created.Load())
-	}
+	return int(claimed.Load())
 }
 
 // docstore.Create (one conditional put on DynamoDB, an Update elsewhere) under
