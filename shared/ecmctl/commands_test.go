@@ -124,7 +124,7 @@ func produce(t *testing.T, sys *system.System, flaky *brokenDocs) fixture {
 func embeddedFixture(t *testing.T) fixture {
 	dir := t.TempDir()
 	cfg := system.Config{EventStore: "embedded", DataDir: dir}
-	sys, err := system.Open(context.Background(), cfg, quiet())
+	sys, err := system.Open(context.Background(), cfg, quiet(), backends...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func dynamoFixture(t *testing.T) fixture {
 
 func postgresFixture(t *testing.T) fixture {
 	dsn := emulator.Postgres(t)
-	sys, err := system.Open(context.Background(), system.Config{EventStore: "postgres", DatabaseURL: dsn}, quiet())
+	sys, err := system.Open(context.Background(), system.Config{EventStore: "postgres", DatabaseURL: dsn}, quiet(), backends...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +171,10 @@ func httpFixture(t *testing.T) fixture {
 	sys := system.Assemble(system.Config{EventStore: "embedded"}, system.Backend{Store: s, Feed: s, Docs: docs, Close: s.Close}, quiet())
 	t.Cleanup(func() { _ = sys.Close() })
 	f := produce(t, sys, docs)
+	// A served system runs its loops: rebuilds are background jobs the feed runner steps.
+	loops, stopLoops := context.WithCancel(context.Background())
+	done := sys.Start(loops)
+	t.Cleanup(func() { stopLoops(); <-done })
 	const token = "s3cret"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+token {

@@ -19,9 +19,15 @@ import (
 	"github.com/ecmstore/ecmstore/shared/eventstore/boltstore"
 	"github.com/ecmstore/ecmstore/shared/migrate"
 	"github.com/ecmstore/ecmstore/shared/system"
+	"github.com/ecmstore/ecmstore/shared/system/embedded"
+	"github.com/ecmstore/ecmstore/shared/system/postgres"
 )
 
 func TestMain(m *testing.M) { emulator.Main(m) }
+
+// backends links the embedded and PostgreSQL backends into the systems the tests open, as
+// openSystem does for the CLI.
+var backends = []system.Option{embedded.Backend(), postgres.Backend()}
 
 func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
@@ -90,7 +96,7 @@ func tailOf(s string, n int) string {
 // warnings go to the test's output.
 func start(t *testing.T, c system.Config) *system.System {
 	t.Helper()
-	sys, err := system.Open(context.Background(), c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	sys, err := system.Open(context.Background(), c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), backends...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +149,7 @@ func seeded(t *testing.T) string {
 }
 
 func buildSeed(t *testing.T, dir string) (err error) {
-	sys, err := system.Open(context.Background(), system.Config{EventStore: "embedded", DataDir: dir, SnapshotEvery: 10}, quiet())
+	sys, err := system.Open(context.Background(), system.Config{EventStore: "embedded", DataDir: dir, SnapshotEvery: 10}, quiet(), backends...)
 	if err != nil {
 		return err
 	}

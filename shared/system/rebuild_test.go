@@ -30,7 +30,7 @@ func TestRebuildCutAtRandomPoints(t *testing.T) {
 		{"dynamodb", 3, dynamoConfig},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sys, err := system.Open(context.Background(), c.cfg(t), quiet())
+			sys, err := system.Open(context.Background(), c.cfg(t), quiet(), backends()...)
 			if err != nil {
 				t.Fatal(err)
 			}
