@@ -16,8 +16,8 @@ type ServerConfig struct {
 	// ReadTimeout: the whole request, body included, must arrive within it; a client
 	// trickling its body is cut off (the handler answers 408 request_timeout when it can).
 	ReadTimeout time.Duration
-	// WriteTimeout: from the end of the headers to the end of the response. Generous,
-	// since POST /projections/{name}/rebuild answers when the rebuild is done.
+	// WriteTimeout: from the end of the headers to the end of the response. Generous:
+	// a large page of events or a command waiting its turn on a hot stream may take long.
 	WriteTimeout time.Duration
 	// IdleTimeout: a keep-alive connection waiting for its next request.
 	IdleTimeout time.Duration
